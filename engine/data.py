@@ -1,0 +1,70 @@
+"""Helpers that make generated data a pure function of (seed, split, batch index, rank).
+
+A task generates the *global* batch from a generator seeded by (seed, split, index) and keeps
+its rank's slice, so one rank with batch b and two ranks with b/2 each see the same examples.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from engine.task import Shard
+
+
+def split_id(split: str) -> int:
+    """A stable integer for a split name (Python's hash() is salted per process)."""
+    return zlib.crc32(split.encode())
+
+
+def batch_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator for global batch `index` of `split`: independent of rank and world size."""
+    return np.random.default_rng([seed, split_id(split), index])
+
+
+def to_tensors(arrays: Mapping[str, Any]) -> dict[str, Any]:
+    """numpy arrays -> torch tensors (other values pass through)."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
+            for k, v in arrays.items()}
+
+
+def take_slice(arrays: Mapping[str, Any], where: slice) -> dict[str, Any]:
+    return {k: v[where] if isinstance(v, (np.ndarray, torch.Tensor)) else v for k, v in arrays.items()}
+
+
+def generated_batches(make_batch: Callable[[np.random.Generator, int, int], Mapping[str, np.ndarray]],
+                      split: str, shard: Shard) -> Iterator[dict[str, Any]]:
+    """Yield this rank's slice of global batches built by `make_batch(rng, global_batch_size, index)`."""
+    index = shard.start
+    while True:
+        arrays = make_batch(batch_rng(shard.seed, split, index), shard.batch_size, index)
+        yield to_tensors(take_slice(arrays, shard.local_slice))
+        index += 1
+
+
+def batch_length(batch: Mapping[str, Any]) -> int:
+    for value in batch.values():
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return value.shape[0]
+    raise ValueError("a batch needs at least one tensor with a batch dimension")
+
+
+def micro_batches(batch: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
+    """Split a batch along dim 0 into `count` equal micro-batches."""
+    size = batch_length(batch)
+    step = size // count
+    return [{k: (v[i * step:(i + 1) * step] if isinstance(v, torch.Tensor) and v.dim() > 0 else v)
+             for k, v in batch.items()} for i in range(count)]
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """Where a (possibly wrapped) model's parameters live."""
+    for param in model.parameters():
+        return param.device
+    return torch.device("cpu")

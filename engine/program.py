@@ -1,0 +1,230 @@
+"""The configurable top-level programs: `train`, and `run`, which picks the program to call.
+
+Only these functions are gin's entry points (t5x style), so everything below them stays free
+to change. Multi-stage methods are programs that call `train` again inside a gin scope.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import os
+from typing import Any, Callable, Sequence
+
+import gin
+import torch
+
+from engine import analysis, checkpoint, config, distributed, optim
+from engine.callbacks import Callback
+from engine.errors import ConfigError
+from engine.logging import RunLogger
+from engine.task import Task
+from engine.trainer import Settings, Trainer
+
+_WORKDIR: contextvars.ContextVar[str | None] = contextvars.ContextVar("workdir", default=None)
+_DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("dry_run", default=False)
+
+
+class DryRunComplete(Exception):
+    """Raised by `train` under `--print-config` once everything is built and checked."""
+
+    def __init__(self, report: str) -> None:
+        super().__init__(report)
+        self.report = report
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished `train` hands to the program that called it."""
+
+    workdir: str
+    step: int
+    metrics: dict[str, dict[str, Any]]
+    model: torch.nn.Module
+    checkpoint: str | None
+
+
+def _build(factory_or_instance: Any, what: str) -> Any:
+    if isinstance(factory_or_instance, (torch.nn.Module, Task)):
+        return factory_or_instance
+    if callable(factory_or_instance):
+        return factory_or_instance()
+    raise ConfigError(f"train.{what} must be a configurable reference like @Name or @Name(), "
+                      f"got {factory_or_instance!r}")
+
+
+def _check_model_on_task(module: torch.nn.Module, task: Task) -> int | None:
+    """Run one tiny batch through the model before training; return forward FLOPs per example.
+
+    Shapes that cannot work (vocabulary too small, sequence longer than the positions...)
+    surface here as a ConfigError instead of a crash at step 1.
+    """
+    try:
+        batch = task.example_batch(2)
+    except StopIteration:
+        raise ConfigError("the task yields no training batches") from None
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            flops = analysis.measured_flops(lambda: task.loss(module, batch))
+    except (RuntimeError, IndexError, ValueError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"the model cannot run on the task's batches: {first}") from error
+    finally:
+        module.train(was_training)
+    return flops // 2 if flops else None
+
+
+def _describe(module: torch.nn.Module, flops: int | None, settings: Settings, strategy) -> str:
+    params = analysis.count_parameters(module)
+    lines = [config.config_text().rstrip(), "",
+             f"# parameters: {params:,} ({analysis.format_count(params)})"]
+    analytic = getattr(module, "flops_per_example", None)
+    if callable(analytic):
+        lines.append(f"# forward FLOPs per example (analytic): {analysis.format_count(analytic())}")
+    if flops:
+        lines.append(f"# forward FLOPs per example (measured): {analysis.format_count(flops)}"
+                     f"; training ~3x = {analysis.format_count(3 * flops)}")
+    lines.append(f"# strategy: {strategy.name}, {strategy.world_size} rank(s), "
+                 f"{settings.accumulation_steps(strategy.world_size)} micro-batch(es) per step")
+    return "\n".join(lines)
+
+
+@gin.configurable
+def train(
+    *,
+    task: Any = gin.REQUIRED,
+    model: Any = gin.REQUIRED,
+    optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+    schedule: optim._Schedule | None = None,
+    strategy: Any = None,
+    steps: int = gin.REQUIRED,
+    batch_size: int = gin.REQUIRED,
+    micro_batch_size: int | None = None,
+    precision: str = "fp32",
+    grad_clip: float | None = 1.0,
+    seed: int = 0,
+    log_every: int = 50,
+    eval_every: int = 0,
+    eval_splits: Sequence[str] = ("eval",),
+    checkpoint_every: int = 1000,
+    keep_checkpoints: int | None = 3,
+    init_from: str | None = None,
+    compile: bool = False,
+    nonfinite: str = "stop",
+    callbacks: Sequence[Callback] = (),
+    workdir: str | None = None,
+) -> TrainResult:
+    """Train `model` on `task`; resume from `<workdir>/checkpoints/latest` if there is one."""
+    workdir = workdir or _WORKDIR.get()
+    if workdir is None:
+        raise ConfigError("no workdir: pass --workdir (launch/run.py) or bind train.workdir")
+    settings = Settings(steps=steps, batch_size=batch_size, micro_batch_size=micro_batch_size,
+                        precision=precision, grad_clip=grad_clip, seed=seed, log_every=log_every,
+                        eval_every=eval_every, eval_splits=tuple(eval_splits),
+                        checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
+                        nonfinite=nonfinite, compile=compile)
+    if strategy is None:
+        from engine.strategies.single import SingleProcess
+        strategy = SingleProcess()
+    strategy.setup()
+    settings.validate(strategy.world_size)
+    if nonfinite == "skip" and not strategy.can_skip_steps:
+        raise ConfigError(f"train.nonfinite = 'skip' is not supported by strategy {strategy.name!r}")
+
+    task = _build(task, "task")
+    if not isinstance(task, Task):
+        raise ConfigError(f"train.task must build an engine.task.Task, got {type(task).__name__}")
+    distributed.seed_everything(seed)
+    module = _build(model, "model")
+    if not isinstance(module, torch.nn.Module):
+        raise ConfigError(f"train.model must build a torch.nn.Module, got {type(module).__name__}")
+    if init_from:
+        missing, unexpected = module.load_state_dict(checkpoint.load_weights(init_from), strict=False)
+        if missing or unexpected:
+            raise ConfigError(f"train.init_from = {init_from!r} does not match the model: missing "
+                              f"{list(missing)[:5]}, unexpected {list(unexpected)[:5]}")
+    flops = _check_model_on_task(module, task)
+    if _DRY_RUN.get():
+        raise DryRunComplete(_describe(module, flops, settings, strategy))
+    # Different dropout streams per rank, the same model initialisation on all of them.
+    torch.manual_seed(seed * 1_000_003 + strategy.rank + 1)
+
+    optimizer_cls = optimizer or gin.get_configurable("torch.optim.AdamW")
+
+    def make_optimizer(mod: torch.nn.Module) -> torch.optim.Optimizer:
+        return optimizer_cls(optim.param_groups(mod))
+
+    def make_schedule(opt: torch.optim.Optimizer):
+        return optim.make_schedule(schedule or optim.Constant(), opt, steps)
+
+    strategy.prepare(module, make_optimizer, make_schedule, compile=compile)
+    resume_from = checkpoint.latest(workdir)
+    start_step = checkpoint.read_meta(resume_from)["step"] if resume_from else 0
+    logger = RunLogger(workdir, enabled=strategy.is_main, total_steps=steps, start_step=start_step,
+                       name=os.path.basename(os.path.normpath(workdir)))
+    trainer = Trainer(task=task, strategy=strategy, settings=settings, workdir=workdir, logger=logger,
+                      callbacks=callbacks, config_hash=config.config_hash(),
+                      on_first_step=lambda: _write_operative_config(workdir, logger, strategy.is_main))
+    try:
+        if strategy.is_main:
+            config.write_text(os.path.join(workdir, "config.gin"), config.config_text())
+            logger.text("config/config.gin", gin.markdown(config.config_text()))
+        if resume_from:
+            trainer.restore(checkpoint.load(strategy, resume_from))
+            logger.info(f"resumed from {resume_from} (step {trainer.step})")
+        metrics = trainer.fit()
+        logger.hparams(_hparams(settings, task, module, strategy),
+                       {f"{split}/{k}": v for split, m in metrics.items() for k, v in m.items()})
+    finally:
+        logger.close()
+    return TrainResult(workdir=workdir, step=trainer.step, metrics=metrics, model=strategy.module,
+                       checkpoint=checkpoint.latest(workdir))
+
+
+def _write_operative_config(workdir: str, logger: RunLogger, is_main: bool) -> None:
+    if is_main:
+        text = config.operative_text()
+        config.write_text(os.path.join(workdir, "operative_config.gin"), text)
+        logger.text("config/operative_config.gin", gin.markdown(text))
+
+
+def _hparams(settings: Settings, task: Task, module: torch.nn.Module, strategy) -> dict[str, Any]:
+    values = {k: v for k, v in dataclasses.asdict(settings).items() if isinstance(v, (int, float, str, bool))}
+    values.update(task=type(task).__name__, model=type(module).__name__, strategy=strategy.name,
+                  parameters=analysis.count_parameters(module))
+    return values
+
+
+@gin.configurable
+def run(*, program: Callable[..., Any] = train) -> Any:
+    """The program `launch/run.py` calls; multi-stage methods bind `run.program = @name`."""
+    return program()
+
+
+def main(workdir: str, *, dry_run: bool = False) -> Any:
+    """Call the configured program with `workdir` as the default run directory."""
+    token_w = _WORKDIR.set(workdir)
+    token_d = _DRY_RUN.set(dry_run)
+    try:
+        return run()
+    finally:
+        _WORKDIR.reset(token_w)
+        _DRY_RUN.reset(token_d)
+
+
+@contextlib.contextmanager
+def stage(name: str):
+    """Run a stage of a multi-stage program in gin scope `name` and sub-folder `<workdir>/<name>`."""
+    parent = _WORKDIR.get()
+    if parent is None:
+        raise ConfigError("a multi-stage program needs a workdir")
+    token = _WORKDIR.set(os.path.join(parent, name))
+    try:
+        with gin.config_scope(name):
+            yield os.path.join(parent, name)
+    finally:
+        _WORKDIR.reset(token)

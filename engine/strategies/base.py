@@ -1,0 +1,167 @@
+"""The strategy interface: everything about one distributed engine, nothing about tasks.
+
+The loop calls, per optimizer step: `accumulating(last)` around each micro-batch's forward
+and `backward(loss)`, then `clip_gradients`, then `optimizer_step` (or `skip_step`).
+Checkpoints go through `save` / `load`; `consolidate(dir)` (a module-level function in each
+strategy file) rebuilds the full model state dict from a checkpoint in one process.
+"""
+from __future__ import annotations
+
+import abc
+import contextlib
+import math
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+import torch.distributed as dist
+
+from engine import distributed
+from engine.metrics import Ratio
+
+MakeOptimizer = Callable[[torch.nn.Module], torch.optim.Optimizer]
+MakeSchedule = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+
+
+class Strategy(abc.ABC):
+    """Sets up processes, wraps the model and optimizer, and owns checkpoint I/O."""
+
+    name = "base"
+    #: True where the strategy can drop a step with non-finite gradients (NaN guard `skip`).
+    can_skip_steps = True
+
+    def __init__(self) -> None:
+        self.model: torch.nn.Module | None = None      # what the loop calls forward on
+        self.module: torch.nn.Module | None = None     # the plain module underneath
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.schedule: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.device = torch.device("cpu")
+
+    # --- processes ------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Start the process group (if launched by torchrun) and pick this rank's device."""
+        distributed.init_process_group()
+        self.device = distributed.default_device()
+
+    @property
+    def rank(self) -> int:
+        return distributed.rank()
+
+    @property
+    def world_size(self) -> int:
+        return distributed.world_size()
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        distributed.barrier()
+
+    def teardown(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+    # --- model and optimizer ---------------------------------------------------------------
+    @abc.abstractmethod
+    def prepare(self, module: torch.nn.Module, make_optimizer: MakeOptimizer,
+                make_schedule: MakeSchedule, *, compile: bool = False) -> torch.nn.Module:
+        """Wrap `module` for this strategy, build optimizer and schedule; return the forward callable."""
+
+    def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
+        """Context for one micro-batch; `last` is False while gradients should stay local."""
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor, accumulation_steps: int) -> None:
+        (loss / accumulation_steps).backward()
+
+    def parameters(self) -> Iterable[torch.nn.Parameter]:
+        return self.module.parameters()
+
+    def clip_gradients(self, max_norm: float | None) -> torch.Tensor | None:
+        """Total gradient norm before clipping (clipping to `max_norm` if given)."""
+        grads = [p for p in self.parameters() if p.grad is not None]
+        if not grads:
+            return torch.zeros((), device=self.device)
+        limit = max_norm if max_norm is not None else math.inf
+        return torch.nn.utils.clip_grad_norm_(grads, limit, foreach=True)
+
+    def grad_norm_after_step(self) -> torch.Tensor | None:
+        """For strategies that clip inside their own step (DeepSpeed): the norm it measured."""
+        return None
+
+    def optimizer_step(self) -> None:
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def skip_step(self) -> None:
+        """Drop this step's gradients without touching weights or the schedule."""
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def schedule_state_dict(self) -> dict:
+        """The schedule's counters; its multiplier function is rebuilt from the config instead."""
+        state = self.schedule.state_dict()
+        if "lr_lambdas" in state:
+            state["lr_lambdas"] = [None] * len(state["lr_lambdas"])
+        return state
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # --- collectives -----------------------------------------------------------------------
+    def all_finite(self, *values: torch.Tensor | None) -> bool:
+        """True on every rank if every value is finite on every rank."""
+        present = [v.detach().float().reshape(-1) for v in values if v is not None]
+        ok = torch.cat(present).isfinite().all() if present else torch.tensor(True)
+        flag = ok.to(torch.float32, copy=True).to(self.device).reshape(1)
+        if dist.is_initialized():
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item() > 0)
+
+    def reduce(self, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        """Combine metrics across ranks in one all-reduce.
+
+        Scalars are averaged; `Ratio`s are summed part by part, then divided; other values
+        (images, text) pass through from this rank.
+        """
+        scalars = [k for k, v in metrics.items() if isinstance(v, (torch.Tensor, float, int))
+                   and not isinstance(v, bool) and (not isinstance(v, torch.Tensor) or v.numel() == 1)]
+        ratios = [k for k, v in metrics.items() if isinstance(v, Ratio)]
+        out = {k: v for k, v in metrics.items() if k not in scalars and k not in ratios}
+        if not scalars and not ratios:
+            return out
+        parts = [torch.as_tensor(metrics[k], dtype=torch.float64).detach().cpu().reshape(()) for k in scalars]
+        for k in ratios:
+            parts += [torch.tensor(float(metrics[k].numerator), dtype=torch.float64),
+                      torch.tensor(float(metrics[k].denominator), dtype=torch.float64)]
+        values = torch.stack(parts)
+        world = self.world_size
+        if dist.is_initialized() and world > 1:
+            values = values.to(self.device)
+            dist.all_reduce(values, op=dist.ReduceOp.SUM)
+            values = values.cpu()
+        values = values.tolist()
+        out.update({k: values[i] / world for i, k in enumerate(scalars)})
+        offset = len(scalars)
+        for j, k in enumerate(ratios):
+            out[k] = Ratio(values[offset + 2 * j], values[offset + 2 * j + 1]).value
+        return out
+
+    # --- checkpoints -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def save(self, directory: str, train_state: dict) -> None:
+        """Write model, optimizer, schedule and this rank's `train_state` under `directory`."""
+
+    @abc.abstractmethod
+    def load(self, directory: str) -> dict:
+        """Restore what `save` wrote; return this rank's train state."""
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The whole model's weights on CPU (collective under sharding strategies)."""
+        return {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
+
+
+def load_file(path: str) -> Any:
+    """Load a torch file without unpickling arbitrary objects."""
+    return torch.load(path, map_location="cpu", weights_only=True)

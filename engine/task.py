@@ -1,0 +1,88 @@
+"""The task contract: data, objective and metrics for one problem.
+
+A task never touches devices or ranks beyond the `Shard` it is handed: batch `i` of rank `r`
+is a pure function of `(seed, split, i, r)`, so a resumed run sees exactly the batches an
+uninterrupted one would have seen, and `w` ranks together see the batch one rank would.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Iterator, Mapping
+
+import torch
+
+Batch = Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """Which part of the global data stream this process reads.
+
+    `batch_size` is the global batch; rank `rank` of `world_size` reads the slice
+    `[rank * local, (rank + 1) * local)` of every global batch. `start` is the index of the
+    first batch to yield (the data cursor of a resumed run).
+    """
+
+    batch_size: int
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    start: int = 0
+
+    @property
+    def local_batch_size(self) -> int:
+        return self.batch_size // self.world_size
+
+    @property
+    def local_slice(self) -> slice:
+        n = self.local_batch_size
+        return slice(self.rank * n, (self.rank + 1) * n)
+
+    def replace(self, **changes: Any) -> "Shard":
+        return dataclasses.replace(self, **changes)
+
+
+class Task(abc.ABC):
+    """Owns a problem's data, objective and metrics. Subclasses are gin-configurable."""
+
+    #: How many global batches the default `evaluate` averages over.
+    eval_batches: int = 8
+
+    @abc.abstractmethod
+    def batches(self, split: str, shard: Shard) -> Iterator[Batch]:
+        """Yield this rank's part of global batches `shard.start, shard.start + 1, ...`."""
+
+    @abc.abstractmethod
+    def loss(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The training objective on one micro-batch and the metrics to log with it."""
+
+    def evaluate(self, model: torch.nn.Module, split: str, shard: Shard) -> dict[str, Any]:
+        """Metrics on `split`: by default the mean of `loss`'s metrics over `eval_batches` batches.
+
+        Values may be scalars (reduced across ranks by the engine) or `engine.summaries`
+        objects (images, figures, text) that rank 0 writes to TensorBoard.
+        """
+        totals: dict[str, torch.Tensor] = {}
+        count = 0
+        from engine.data import device_of, to_device
+        device = device_of(model)
+        batches = self.batches(split, shard.replace(start=0))
+        for _, batch in zip(range(self.eval_batches), batches):
+            loss, metrics = self.loss(model, to_device(batch, device))
+            for name, value in {"loss": loss, **metrics}.items():
+                totals[name] = totals.get(name, 0.0) + value.detach().float()
+            count += 1
+        return {name: value / max(count, 1) for name, value in totals.items()}
+
+    def summarize(self, split: str, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Plots or images built from the reduced metrics of `split` (called on rank 0 only)."""
+        return {}
+
+    def tokens(self, batch: Batch) -> int | None:
+        """How many tokens a batch holds, for tokens/s; None where the notion does not apply."""
+        return None
+
+    def example_batch(self, batch_size: int = 1) -> Batch:
+        """A small training batch, used to count FLOPs and to check shapes before training."""
+        return next(iter(self.batches("train", Shard(batch_size=batch_size))))

@@ -1,0 +1,38 @@
+"""Consolidate a checkpoint of any strategy into one safetensors file.
+
+    python launch/export.py runs/transformer_pvr --out model.safetensors
+    python launch/export.py runs/x/checkpoints/step_000500 --out model.safetensors
+
+The file then starts any run, under any strategy: --bind "train.init_from = 'model.safetensors'".
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="a run directory (its latest checkpoint) or a checkpoint folder")
+    parser.add_argument("--out", required=True, help="the .safetensors file to write")
+    args = parser.parse_args(argv)
+    from engine import checkpoint
+    from engine.errors import ConfigError
+
+    try:
+        path = args.source
+        if not os.path.isfile(os.path.join(path, checkpoint.META)):
+            path = checkpoint.latest(args.source)
+            if path is None:
+                raise ConfigError(f"no finished checkpoint in {args.source!r}")
+        count = checkpoint.export_safetensors(path, args.out)
+    except ConfigError as error:
+        print(f"export error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {count} tensors from {path} to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

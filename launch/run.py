@@ -1,0 +1,61 @@
+"""The command line: parse gin files and bindings, register components, call the program.
+
+    python launch/run.py --gin gin/hyperut_pvr.gin [--gin more.gin] [--bind 'train.steps = 200']
+                         [--workdir runs/x] [--print-config] [--list]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train a gin-configured experiment.")
+    parser.add_argument("--gin", action="append", default=[], metavar="FILE",
+                        help="gin file (repeatable; later files win)")
+    parser.add_argument("--bind", action="append", default=[], metavar="BINDING",
+                        help="gin binding such as 'train.steps = 200' (repeatable; wins over files)")
+    parser.add_argument("--workdir", help="run directory (default: runs/<gin file stems>)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="resolve the config, build the model, print it with its size, and exit")
+    parser.add_argument("--list", action="store_true", help="list every registered component and exit")
+    parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)  # deepspeed launcher
+    return parser.parse_args(argv)
+
+
+def default_workdir(gin_files: list[str]) -> str:
+    stems = [os.path.splitext(os.path.basename(f))[0] for f in gin_files]
+    return os.path.join("runs", "-".join(stems) or "run")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from engine import config, program
+    from engine.errors import ConfigError
+    from engine.trainer import NonFiniteError
+
+    try:
+        config.import_packages()
+        if args.list:
+            print(config.list_components())
+            return 0
+        if not args.gin:
+            raise ConfigError("no --gin file given; e.g. --gin gin/transformer_pvr.gin")
+        config.parse(args.gin, args.bind)
+        workdir = args.workdir or default_workdir(args.gin)
+        program.main(workdir, dry_run=args.print_config)
+    except program.DryRunComplete as done:
+        print(done.report)
+        return 0
+    except ConfigError as error:
+        print(f"config error: {config.format_error(error)}", file=sys.stderr)
+        return 2
+    except NonFiniteError as error:
+        print(f"training stopped: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

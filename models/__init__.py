@@ -1,0 +1,1 @@
+"""Models: plain nn.Modules registered with gin; no training logic."""

@@ -1,0 +1,51 @@
+"""Multi-head attention: projections around an interchangeable attention core.
+
+The core is a gin-selectable factory (`MultiHeadAttention.attention = @PerformerAttention`),
+so every model that uses this layer can swap its attention with one gin line.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import gin
+import torch
+from torch import nn
+
+from engine.errors import require
+from models.layers.attention.dense import DenseAttention
+
+
+@gin.configurable
+class MultiHeadAttention(nn.Module):
+    """Self- or cross-attention with `num_heads` heads of width `d_model // num_heads`."""
+
+    def __init__(self, d_model: int, num_heads: int, *, attention: Callable[..., nn.Module] = DenseAttention,
+                 bias: bool = True, d_context: int | None = None, head_dim: int | None = None) -> None:
+        super().__init__()
+        require(num_heads > 0, f"num_heads must be positive, got {num_heads}")
+        require(head_dim is not None or d_model % num_heads == 0,
+                f"num_heads = {num_heads} does not divide d_model = {d_model}")
+        self.num_heads = num_heads
+        self.head_dim = head_dim or d_model // num_heads
+        inner = self.num_heads * self.head_dim
+        d_context = d_context or d_model
+        self.query = nn.Linear(d_model, inner, bias=bias)
+        self.key = nn.Linear(d_context, inner, bias=bias)
+        self.value = nn.Linear(d_context, inner, bias=bias)
+        self.out = nn.Linear(inner, d_model, bias=bias)
+        self.core = attention(num_heads=num_heads, head_dim=self.head_dim)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        """`key_mask` masks the keys: those of `context` for cross-attention, else of `x`."""
+        source = x if context is None else context
+        q = self.split_heads(self.query(x))
+        k = self.split_heads(self.key(source))
+        v = self.split_heads(self.value(source))
+        y = self.core(q, k, v, key_mask)
+        batch, _, length, _ = y.shape
+        return self.out(y.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim))

@@ -1,0 +1,25 @@
+"""Installs gintrain's packages: the engine, the models, the tasks and the launch helpers."""
+from setuptools import find_packages, setup
+
+setup(
+    name="gintrain",
+    version="0.1.0",
+    description="A declarative, gin-configured PyTorch training engine.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["engine*", "models*", "tasks*", "launch*"]),
+    install_requires=[
+        "torch>=2.5",
+        "gin-config>=0.5.0",
+        "numpy",
+        "pyyaml",
+        "safetensors",
+        "tensorboard",
+        "tqdm",
+    ],
+    extras_require={
+        "deepspeed": ["deepspeed>=0.19"],
+        "fairscale": ["fairscale>=0.4.13"],
+        "data": ["scikit-learn", "matplotlib"],
+        "test": ["pytest", "pytest-xdist"],
+    },
+)

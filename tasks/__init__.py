@@ -1,0 +1,1 @@
+"""Tasks: data, objective and metrics for one problem each; deterministic, resumable data."""
