@@ -51,7 +51,8 @@ class PerceiverEncoder(nn.Module):
             for _ in range(num_blocks))
 
     def forward(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        latents = self.latents.expand(inputs.shape[0], -1, -1)
+        # A copy, not an expanded view: a no-grad view of a parameter confuses module hooks (FLOP counting).
+        latents = self.latents.repeat(inputs.shape[0], 1, 1)
         for read, thinks in zip(self.reads, self.thinks):
             latents = read(latents, inputs, mask)
             for block in thinks:

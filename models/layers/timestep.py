@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from engine.errors import ConfigError
 from models.layers.positions import sinusoid
 
 
@@ -23,6 +24,9 @@ class TimestepEmbedding(nn.Module):
 
     def forward(self, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         embedding = self.project(sinusoid(t, self.dim))
+        if labels is not None and self.classes is None:
+            raise ConfigError("labels were given to an unconditional model: set the model's num_classes "
+                              "to the task's number of classes")
         if self.classes is not None:
             if labels is None:  # unconditional use of a conditional model: the null class
                 labels = torch.full_like(t, self.num_classes)
