@@ -1,9 +1,11 @@
 """The DPF score network (Zhuang et al., ICLR 2023): a PerceiverIO over coordinate-signal pairs.
 
-Context tokens (coordinates, noisy values, time) are read by learned latents; every query token
-then reads the latents by cross-attention and predicts the noise at its coordinate. Queries never
-see each other and coordinates are encoded point by point, so any number of queries, at any
-resolution, can be decoded from one context, in chunks if memory asks for it.
+Learned latents read the noisy context set (keys from the points' coordinates, values from
+coordinates and noisy values) and refine themselves by self-attention; every query reads the
+latents by cross-attention from its coordinate alone, and an MLP turns what it read, its own
+noisy value and the time into the noise estimate. Queries never see each other and coordinates
+are encoded point by point, so any number of queries, at any resolution, can be decoded from one
+context, in chunks if memory asks for it.
 """
 from __future__ import annotations
 
@@ -13,24 +15,12 @@ from torch import nn
 
 from engine.errors import require
 from models.layers.fourier import FourierFeatures
-from models.layers.perceiver import CrossAttentionBlock, PerceiverEncoder
+from models.layers.perceiver import CrossAttention, PerceiverEncoder
 from models.layers.timestep import TimestepEmbedding
 
 
-def _projection(d_in: int, d_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, d_out), nn.LayerNorm(d_out), nn.GELU())
-
-
-class _PointTokens(nn.Module):
-    """token = MLP([proj(PE(m)) | proj(y) | time]) for coordinate-signal pairs (m, y)."""
-
-    def __init__(self, d_model: int) -> None:
-        super().__init__()
-        self.mix = nn.Sequential(nn.Linear(3 * d_model, d_model), nn.GELU(), nn.Linear(d_model, d_model))
-
-    def forward(self, coords: torch.Tensor, signal: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
-        time = time[:, None, :].expand(-1, coords.shape[1], -1)
-        return self.mix(torch.cat([coords, signal, time], dim=-1))
+def _mlp(d_in: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Linear(d_out, d_out))
 
 
 @gin.configurable
@@ -52,20 +42,23 @@ class FieldDenoiser(nn.Module):
         self.coord_dim, self.signal_dim, self.num_classes = coord_dim, signal_dim, num_classes
         d_ff = d_ff or 4 * d_model
         self.positional = FourierFeatures(coord_dim, num_frequencies)
-        self.coord_proj = _projection(self.positional.out_dim, d_model)
-        self.signal_proj = _projection(signal_dim, d_model)
         self.time = TimestepEmbedding(d_model, num_classes=num_classes)
-        self.context_tokens = _PointTokens(d_model)
-        self.query_tokens = _PointTokens(d_model)
+        pe = self.positional.out_dim
+        # Where a context point is (keys) and what it says (values) are embedded apart: reading by
+        # position is far easier to learn than reading by noisy content (see docs/dpf.md).
+        self.context_keys = _mlp(pe, d_model)
+        self.context_values = _mlp(pe + signal_dim, d_model)
+        self.latent_time = nn.Linear(d_model, d_latent)  # the time reaches the latents, not every token
         self.encoder = PerceiverEncoder(d_input=d_model, num_latents=num_latents, d_latent=d_latent,
                                         num_blocks=num_blocks, self_attends_per_block=self_attends_per_block,
-                                        num_heads=num_heads, d_ff=d_ff)
-        self.decoder = CrossAttentionBlock(d_model, d_latent, num_heads, d_ff)
-        self.decoder_norm = nn.LayerNorm(d_model)
-        # The output reads the decoded token and, as a skip, the query's own noisy value.
-        self.output = nn.Linear(2 * d_model, signal_dim)
-        nn.init.zeros_(self.output.weight)  # predict 0 at initialisation: an eps-loss of ~1
-        nn.init.zeros_(self.output.bias)
+                                        num_heads=num_heads, d_ff=d_ff, read_ff=False)
+        self.query_tokens = _mlp(pe, d_model)
+        self.decoder = CrossAttention(d_model, d_latent, num_heads)
+        # An MLP reads what the query read, its own noisy value (the skip from the noisy signal)
+        # and the time. A single zero-initialised Linear behind a LayerNorm here, as in DiT,
+        # left the model stuck at pointwise shrinkage, never reading the context.
+        self.output = nn.Sequential(nn.Linear(2 * d_model + signal_dim, d_model), nn.GELU(),
+                                    nn.Linear(d_model, signal_dim))
 
     def _check(self, coords: torch.Tensor, values: torch.Tensor, what: str) -> None:
         require(coords.shape[-1] == self.coord_dim and values.shape[-1] == self.signal_dim,
@@ -78,9 +71,9 @@ class FieldDenoiser(nn.Module):
         """(latents, time embedding) from the noisy context set."""
         self._check(context_coords, context_values, "context")
         time = self.time(t, labels)
-        tokens = self.context_tokens(self.coord_proj(self.positional(context_coords)),
-                                     self.signal_proj(context_values), time)
-        return self.encoder(tokens), time
+        where = self.positional(context_coords)
+        keys, values = self.context_keys(where), self.context_values(torch.cat([where, context_values], dim=-1))
+        return self.encoder(keys, values, condition=self.latent_time(time)), time
 
     def decode(self, latents: torch.Tensor, time: torch.Tensor, query_coords: torch.Tensor,
                query_values: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
@@ -89,10 +82,9 @@ class FieldDenoiser(nn.Module):
         if chunk is not None and query_coords.shape[1] > chunk:
             return torch.cat([self.decode(latents, time, query_coords[:, i:i + chunk], query_values[:, i:i + chunk])
                               for i in range(0, query_coords.shape[1], chunk)], dim=1)
-        signal = self.signal_proj(query_values)
-        tokens = self.query_tokens(self.coord_proj(self.positional(query_coords)), signal, time)
-        decoded = self.decoder_norm(self.decoder(tokens, latents))
-        return self.output(torch.cat([decoded, signal], dim=-1))
+        read = self.decoder(self.query_tokens(self.positional(query_coords)), latents)
+        time = time[:, None, :].expand(-1, query_coords.shape[1], -1)
+        return self.output(torch.cat([read, query_values, time], dim=-1))
 
     def forward(self, context_coords: torch.Tensor, context_values: torch.Tensor, query_coords: torch.Tensor,
                 query_values: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None,
