@@ -45,6 +45,12 @@ def init_process_group(timeout_s: float = 600.0) -> None:
     dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
 
 
+def shutdown() -> None:
+    """Destroy the process group, if one was started."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else 0
 
@@ -65,6 +71,16 @@ def any_rank(flag: bool) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=default_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
+
+
+def all_gather_values(values: list[float]) -> list[list[float]]:
+    """Every rank's `values` (same length on all ranks), in rank order."""
+    tensor = torch.tensor(values, dtype=torch.float64, device=default_device())
+    if not dist.is_initialized():
+        return [tensor.tolist()]
+    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, tensor)
+    return [t.tolist() for t in gathered]
 
 
 def seed_everything(seed: int) -> None:

@@ -174,6 +174,16 @@ class Trainer:
             step_metrics["grad_norm"] = grad_norm.detach().float()
         return step_metrics
 
+    def _log_state_bytes(self) -> None:
+        """Parameter and optimizer-state bytes held by each rank: shows sharding is real."""
+        report = self.strategy.local_state_bytes()
+        per_rank = distributed.all_gather_values([report["parameters"], report["optimizer"]])
+        values = {}
+        for rank, (params, state) in enumerate(per_rank):
+            values[f"parameter_bytes/rank_{rank}"] = params
+            values[f"optimizer_bytes/rank_{rank}"] = state
+        self.logger.log(self.step, "memory", values)
+
     # --- evaluation and checkpoints ---------------------------------------------------------
     def evaluate(self) -> dict[str, dict[str, Any]]:
         results = {}
@@ -225,8 +235,10 @@ class Trainer:
                 window_steps += 1
                 window_tokens += tokens or 0
                 logger.advance()
-                if self.step == 1 and self.on_first_step is not None:
-                    self.on_first_step()
+                if self.step == 1:
+                    self._log_state_bytes()
+                    if self.on_first_step is not None:
+                        self.on_first_step()
                 last = self.step == settings.steps
                 if self.step % settings.log_every == 0 or last:
                     elapsed = time.perf_counter() - window_start
