@@ -42,7 +42,17 @@ def init_process_group(timeout_s: float = 600.0) -> None:
         backend = "nccl"
     else:
         backend = "gloo"
-    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    timeout = timedelta(seconds=timeout_s)
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        # torchrun's agent keeps one store across restarts (torch 2.13): without a per-attempt
+        # prefix, restarted gloo ranks read the dead ranks' addresses and cannot connect.
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), env_world_size(),
+                              is_master=False, timeout=timeout)
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group(backend=backend, timeout=timeout, rank=env_rank(), world_size=env_world_size(),
+                                store=dist.PrefixStore(f"/gintrain/attempt_{attempt}", store))
+    else:
+        dist.init_process_group(backend=backend, timeout=timeout)
 
 
 def shutdown() -> None:

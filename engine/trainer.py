@@ -147,9 +147,12 @@ class Trainer:
         pieces = micro_batches(batch, self.accumulation) if self.accumulation > 1 else [batch]
         for index, piece in enumerate(pieces):
             piece = to_device(piece, strategy.device)
-            with strategy.accumulating(last=index == len(pieces) - 1), self.autocast():
-                loss, metrics = self.task.loss(self.model, piece)
-            strategy.backward(loss, len(pieces))
+            # Backward stays inside `accumulating`: some engines (fairscale) read the flag in
+            # their backward hooks, others (DDP) at forward time.
+            with strategy.accumulating(last=index == len(pieces) - 1):
+                with self.autocast():
+                    loss, metrics = self.task.loss(self.model, piece)
+                strategy.backward(loss, len(pieces))
             for name, value in {"loss": loss, **metrics}.items():
                 value = value.detach().float()
                 totals[name] = totals[name] + value if name in totals else value
@@ -175,13 +178,15 @@ class Trainer:
         return step_metrics
 
     def _log_state_bytes(self) -> None:
-        """Parameter and optimizer-state bytes held by each rank: shows sharding is real."""
+        """Parameter and optimizer-state bytes and peak memory of each rank: shows sharding is real."""
         report = self.strategy.local_state_bytes()
-        per_rank = distributed.all_gather_values([report["parameters"], report["optimizer"]])
+        per_rank = distributed.all_gather_values([report["parameters"], report["optimizer"],
+                                                  _peak_memory_mb(self.strategy.device)])
         values = {}
-        for rank, (params, state) in enumerate(per_rank):
+        for rank, (params, state, peak) in enumerate(per_rank):
             values[f"parameter_bytes/rank_{rank}"] = params
             values[f"optimizer_bytes/rank_{rank}"] = state
+            values[f"peak_memory_mb/rank_{rank}"] = peak
         self.logger.log(self.step, "memory", values)
 
     # --- evaluation and checkpoints ---------------------------------------------------------
@@ -264,6 +269,8 @@ class Trainer:
                                 f"step {self.step}; run the same command again to resume")
                     break
                 window_start += time.perf_counter() - paused
+        if self.step >= settings.steps:
+            self._log_state_bytes()  # again at the end: peak memory over the whole run
         if not self.last_eval and settings.eval_every and self.step >= settings.steps:
             self.evaluate()  # resumed a finished run: report its final metrics again
         for cb in self.callbacks:
