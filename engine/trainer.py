@@ -224,6 +224,7 @@ class Trainer:
         strategy.module.train()
         for cb in self.callbacks:
             cb.on_start(self)
+        first_step = self.step
         batches = self.task.batches("train", self.shard.replace(start=self.step))
         window: dict[str, torch.Tensor] = {}
         window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
@@ -269,7 +270,7 @@ class Trainer:
                                 f"step {self.step}; run the same command again to resume")
                     break
                 window_start += time.perf_counter() - paused
-        if self.step >= settings.steps:
+        if self.step >= settings.steps and self.step > first_step:
             self._log_state_bytes()  # again at the end: peak memory over the whole run
         if not self.last_eval and settings.eval_every and self.step >= settings.steps:
             self.evaluate()  # resumed a finished run: report its final metrics again
