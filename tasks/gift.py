@@ -158,6 +158,9 @@ class GiftTask(Task):
 
     def check_model(self, model: torch.nn.Module) -> None:
         """Raise a ConfigError unless `model` exposes hidden states at every mixing layer."""
+        if not hasattr(model, "hidden") and hasattr(getattr(model, "module", None), "hidden"):
+            raise ConfigError("GIFT calls the model's hidden() and resume() directly, which a distributed "
+                              "wrapper (DDP, FSDP) does not synchronise: run GIFT with the single strategy")
         if not (hasattr(model, "hidden") and hasattr(model, "resume") and hasattr(model, "num_stages")):
             raise ConfigError(f"GIFT mixes hidden states, so the model must be a StagedModel (MLP, SmallCNN, "
                               f"ViT); {type(model).__name__} is not")

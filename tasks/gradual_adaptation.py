@@ -133,13 +133,13 @@ def adapt(domains: DomainShiftTask, plan: Sequence[tuple[str, str, float | None,
         result = train(task=domains, eval_splits=eval_splits, workdir=source_workdir or source_dir)
     parent = os.path.dirname(source_dir)
     rounds = [Round(SOURCE, SOURCE, None, _accuracy(result, domains, SOURCE))]
+    _write_summary(parent, rounds)
     for name, domain, lambda_mean, make_task in plan:
         teacher = make_teacher(result, teacher_from)
         with stage(name):
             result = train(task=make_task(teacher), init_from=result.checkpoint, eval_splits=eval_splits)
         rounds.append(Round(name, domain, lambda_mean, _accuracy(result, domains, name)))
-        _write_summary(parent, rounds)
-    _write_summary(parent, rounds)
+        _write_summary(parent, rounds)  # after every stage, so a long program shows its progress
     return AdaptationResult(rounds=rounds, final=result)
 
 
