@@ -8,6 +8,7 @@ weights on each downstream task, every stage a `train` call in its own gin scope
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import gin
@@ -28,8 +29,22 @@ def finetune(*, downstream: Sequence[str] = ("finetune",), checkpoint: str | Non
     if checkpoint is None:
         with stage("pretrain"):
             results["pretrain"] = train()
+            if results["pretrain"].step < configured_steps():
+                return results  # stopped by a signal: the same command resumes it
         checkpoint = results["pretrain"].checkpoint
     for name in downstream:
         with stage(name):
             results[name] = train(init_from=checkpoint)
+            if results[name].step < configured_steps():
+                return results
     return results
+
+
+def configured_steps(scope: str | None = None) -> int:
+    """`train.steps` as gin binds it in `scope` (default: the current scope), macros resolved.
+    References are not resolved in general: that would build the task or model as a side effect."""
+    with gin.config_scope(scope) if scope else contextlib.nullcontext():
+        steps = gin.get_bindings("train", resolve_references=False).get("steps")
+        if isinstance(steps, gin.config.ConfigurableReference) and steps.configurable.name == "macro":
+            steps = steps.scoped_configurable_fn()
+    return int(steps)

@@ -99,6 +99,25 @@ def _last_eval(workdir: str) -> dict[str, float]:
     return {k: v for k, v in evals[-1].items() if k not in ("split",)} if evals else {}
 
 
+class Interrupted(Exception):
+    """A run stopped before its last step (a signal): the sweep stops, and resumes it next time."""
+
+
+def _check_finished(workdir: str, staged: bool) -> None:
+    """Every stage's last logged training step must be its configured `train.steps`."""
+    from engine.finetune import configured_steps
+    from engine.logging import read_metrics
+    stages = [d for d in sorted(os.listdir(workdir)) if os.path.isdir(os.path.join(workdir, d))] if staged else [None]
+    for stage in stages:
+        folder = os.path.join(workdir, stage) if stage else workdir
+        path = os.path.join(folder, "metrics.jsonl")
+        if stage and not os.path.isfile(path):
+            continue  # not a stage folder (checkpoints/, tb/)
+        steps = [r["step"] for r in read_metrics(folder) if r["split"] == "train"] if os.path.isfile(path) else []
+        if not steps or max(steps) < configured_steps(stage):
+            raise Interrupted(f"{folder} stopped at step {max(steps, default=0)} of {configured_steps(stage)}")
+
+
 def _steps_per_second(workdir: str) -> float | None:
     from engine.logging import read_metrics
     times = [r["step_time_s"] for r in read_metrics(workdir) if r["split"] == "train" and "step_time_s" in r]
@@ -126,14 +145,15 @@ def describe(run: dict, workdir: str) -> dict[str, Any]:
     import torch
 
     from engine import analysis, config
+    from engine.finetune import configured_steps
     config.import_packages()
     config.reset()
     config.parse(run["gin"], run["bindings"])
     staged = os.path.isdir(os.path.join(workdir, "pretrain"))
+    _check_finished(workdir, staged)
     upstream_dir = os.path.join(workdir, "pretrain") if staged else workdir
     scope = "pretrain" if staged else None
-    with gin.config_scope(scope) if scope else _null():
-        steps, batch_size = gin.query_parameter("train.steps"), gin.query_parameter("train.batch_size")
+    steps, batch_size = configured_steps(scope), gin.query_parameter("train.batch_size")
     model, task = _model_and_task(scope)
     model.eval()
     batch = task.example_batch(1)
@@ -156,11 +176,6 @@ def describe(run: dict, workdir: str) -> dict[str, Any]:
             "upstream": upstream, "downstream": downstream}
 
 
-def _null():
-    import contextlib
-    return contextlib.nullcontext()
-
-
 def torchrun_command(run: dict, workdir: str, nproc: int) -> str:
     args = ["torchrun", "--nproc-per-node", str(nproc), "launch/run.py"]
     for path in run["gin"]:
@@ -178,7 +193,8 @@ def append_record(out: str, record: dict) -> None:
 
 def sweep(gin_files: Sequence[str], axes: Sequence[tuple[str, list[str]]], bindings: Sequence[str], out: str,
           *, torchrun: int = 0, collect: bool = False, log=print) -> list[dict]:
-    """Run (or print, or collect) every grid point not yet recorded; return all records in grid order."""
+    """Run (or print, or collect) every grid point not yet recorded; return all records in grid order.
+    Raises Interrupted when a run was stopped by a signal (its checkpoint resumes it next time)."""
     from launch.experiment import gin_path, run_config
     gin_files = [gin_path(f) for f in gin_files]
     runs = plan(gin_files, axes, bindings)
@@ -198,7 +214,11 @@ def sweep(gin_files: Sequence[str], axes: Sequence[tuple[str, list[str]]], bindi
                 os.path.join(workdir, "pretrain")):
             log(f"[{index}/{len(runs)}] {run['name']}: no run directory yet, not collected")
             continue
-        record = describe(run, workdir)
+        try:
+            record = describe(run, workdir)
+        except Interrupted as stop:
+            log(f"[{index}/{len(runs)}] {run['name']}: {stop}; run the same command again to resume")
+            raise
         append_record(out, record)
         done[run["name"]] = record
     return [done[r["name"]] for r in runs if r["name"] in done]
@@ -227,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         from engine import config
         print(f"config error: {config.format_error(error)}", file=sys.stderr)
         return 2
+    except Interrupted:
+        return 1
     if not args.torchrun:
         print(f"{len(records)} record(s) in {os.path.join(out, RECORDS)}")
     return 0
