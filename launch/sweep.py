@@ -131,11 +131,12 @@ def _model_and_task(scope: str | None):
 
     import gin
     import torch
-    context = gin.config_scope(scope) if scope else contextlib.nullcontext()
-    with context:
-        bound = gin.get_bindings("train")
-        task = bound["task"]() if callable(bound["task"]) and not hasattr(bound["task"], "loss") else bound["task"]
-        model = bound["model"]() if not isinstance(bound["model"], torch.nn.Module) else bound["model"]
+
+    from engine.task import Task
+    with gin.config_scope(scope) if scope else contextlib.nullcontext():
+        bound = gin.get_bindings("train")  # resolves @Task() to an instance, leaves @Model a class
+        task = bound["task"] if isinstance(bound["task"], Task) else bound["task"]()
+        model = bound["model"] if isinstance(bound["model"], torch.nn.Module) else bound["model"]()
     return model, task
 
 

@@ -78,7 +78,7 @@ class T5(nn.Module):
                 f"T5.funnel_pools = {funnel_pools} needs 0 <= pools < encoder_layers = {encoder_layers}")
         require(not (funnel_pools and share_layers != "none"), "Funnel pooling cannot be combined with shared layers")
         require(not (funnel_pools and block == "evolved"), "Funnel pooling needs T5.block = 'standard'")
-        require(embedding_dim is None or share_layers == "albert" or embedding_dim > 0,
+        require(embedding_dim is None or embedding_dim > 0,
                 f"T5.embedding_dim must be positive, got {embedding_dim}")
         self.vocab_size = vocab_size
         self.d_model = d_model
