@@ -107,3 +107,19 @@ def test_downstream_labels_are_recoverable_from_the_source(question):
     assert np.mean(np.array(guesses) == labels) > 0.9
     batch = next(task.batches("train", Shard(batch_size=4)))
     assert (batch["targets"][:, 0] == batch["label"] + WORD_OFFSET).all()
+
+
+def test_a_local_sentencepiece_model_gives_piece_documents(tmp_path):
+    sentencepiece = pytest.importorskip("sentencepiece")
+    text = tmp_path / "corpus.txt"
+    text.write_text("".join(f"line {i} of a small corpus about foxes and dogs.\n" for i in range(300)))
+    sentencepiece.SentencePieceTrainer.train(input=str(text), model_prefix=str(tmp_path / "sp"), vocab_size=60,
+                                             minloglevel=2)
+    corpus = TextFiles(paths=[str(text)], sentencepiece_model=str(tmp_path / "sp.model"))
+    assert corpus.num_words == 60
+    task = SpanCorruption(corpus=corpus, vocab_size=2 + 60 + 8, length=24)
+    batch = next(task.batches("train", Shard(batch_size=2)))
+    pieces = reconstruct(batch["inputs"][0].numpy(), batch["targets"][0].numpy(), 70, task.spans)
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(tmp_path / "sp.model"))
+    decoded = processor.decode([p - WORD_OFFSET for p in pieces])
+    assert len(pieces) == 24 and " ".join(decoded.split()) in " ".join(text.read_text().split())
