@@ -105,17 +105,18 @@ class Interrupted(Exception):
 
 def _check_finished(workdir: str, staged: bool) -> None:
     """Every stage's last logged training step must be its configured `train.steps`."""
+    from engine import checkpoint
     from engine.finetune import configured_steps
-    from engine.logging import read_metrics
     stages = [d for d in sorted(os.listdir(workdir)) if os.path.isdir(os.path.join(workdir, d))] if staged else [None]
     for stage in stages:
         folder = os.path.join(workdir, stage) if stage else workdir
         path = os.path.join(folder, "metrics.jsonl")
         if stage and not os.path.isfile(path):
             continue  # not a stage folder (checkpoints/, tb/)
-        steps = [r["step"] for r in read_metrics(folder) if r["split"] == "train"] if os.path.isfile(path) else []
-        if not steps or max(steps) < configured_steps(stage):
-            raise Interrupted(f"{folder} stopped at step {max(steps, default=0)} of {configured_steps(stage)}")
+        latest = checkpoint.latest(folder)
+        step = checkpoint.read_meta(latest)["step"] if latest else 0
+        if step < configured_steps(stage):
+            raise Interrupted(f"{folder} stopped at step {step} of {configured_steps(stage)}")
 
 
 def _steps_per_second(workdir: str) -> float | None:
