@@ -56,3 +56,26 @@ def write(path: str, text: str) -> None:
 
 def fmt(value: Any, spec: str = ".3f") -> str:
     return "" if value is None else format(value, spec)
+
+
+def training_minutes(records: Sequence[dict]) -> float:
+    """Minutes the training loops of these runs took (every stage; evaluation and start-up
+    excluded), read back from their metrics.jsonl, so a regenerated report still knows it."""
+    from engine.logging import read_metrics
+    seconds = 0.0
+    for record in records:
+        for folder, _, files in os.walk(record["workdir"]):
+            if "metrics.jsonl" not in files:
+                continue
+            previous = 0
+            for row in read_metrics(folder):
+                if row["split"] == "train" and "step_time_s" in row:
+                    seconds += row["step_time_s"] * (row["step"] - previous)
+                    previous = row["step"]
+    return seconds / 60
+
+
+def load_note() -> str:
+    """The machine's load, since shared-CPU timings mean little without it."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.0f} / {five:.0f} / {fifteen:.0f} (1 / 5 / 15 min) on {os.cpu_count()} cores"

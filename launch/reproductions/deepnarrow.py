@@ -14,7 +14,7 @@ import time
 
 from engine.analysis import pareto_front
 from launch.experiment import REPO, markdown_table
-from launch.reproductions._scaling import fmt, loglog_plot, write
+from launch.reproductions._scaling import fmt, load_note, loglog_plot, training_minutes, write
 from launch.sweep import Interrupted, sweep
 
 # name -> (size file, extra bindings): a depth ladder at d_model 48, a width ladder at 2 layers,
@@ -99,7 +99,9 @@ def report(records: list[dict], args, minutes: float) -> None:
     text = (f"# DeepNarrow: depth vs width at CPU scale\n\nCommand: `{command}`  \n"
             f"Budget: {len(records)} shapes; pre-training {args.steps} steps x batch 16 of {LENGTH}-word documents, "
             f"then {args.finetune_steps} fine-tuning steps x batch 16 on each of {', '.join(TASKS)}; "
-            f"{minutes:.0f} min on the 2-core CPU (1 thread).  \n"
+            f"{training_minutes(records):.0f} min in training loops, {minutes:.0f} min wall for this command "
+            "(finished runs are read back, not retrained) "
+            f"(1 thread per run; {load_note()} when the report was written).  \n"
             f"Upstream: eval span-corruption cross-entropy (Bayes floor {floor:.3f}); downstream: eval accuracy "
             "(topic: 8 classes, chance 0.125). Rows in order of training FLOPs.\n\n"
             + markdown_table([rows[i] for i in order], list(rows[0]))

@@ -16,7 +16,7 @@ import os
 import time
 
 from launch.experiment import REPO, markdown_table
-from launch.reproductions._scaling import fit_groups, fmt, loglog_plot, write
+from launch.reproductions._scaling import fit_groups, fmt, load_note, loglog_plot, training_minutes, write
 from launch.sweep import Interrupted, sweep
 from tasks.span_corruption import span_counts
 
@@ -83,17 +83,20 @@ def report(records: list[dict], args, minutes: float) -> None:
                      "alpha (excess vs params)": fmt(fits_params[arch].alpha),
                      "alpha (loss vs FLOPs)": fmt(fits_loss[arch].alpha)})
     rows.sort(key=lambda row: float(row["alpha (excess vs FLOPs)"]))
-    # Ranking per compute bucket: each fit read at the bucket's FLOPs, only inside its own range.
-    low, high = min(map(flops, records)), max(map(flops, records))
-    buckets = [math.exp(math.log(low) + (i + 0.5) * (math.log(high) - math.log(low)) / 3) for i in range(3)]
+    # Ranking per compute bucket: a bucket per size (the geometric mean of that size's FLOPs over
+    # architectures); each fit is read there if it lies within its own FLOPs range (+-25%).
     ranking = []
-    for centre in buckets:
-        inside = {a: f(centre) for a, f in fits_flops.items()
-                  if min(flops(r) for r in records if r["arch"] == a) <= centre
-                  <= max(flops(r) for r in records if r["arch"] == a)}
+    for size in SIZES:
+        at_size = [flops(r) for r in records if r["axes"]["SIZE"] == size]
+        centre = math.exp(sum(map(math.log, at_size)) / len(at_size))
+        inside = {}
+        for arch, fit in fits_flops.items():
+            mine = [flops(r) for r in records if r["arch"] == arch]
+            if min(mine) / 1.25 <= centre <= max(mine) * 1.25:
+                inside[arch] = fit(centre)
         order = sorted(inside, key=inside.get)
-        ranking.append({"bucket (train GFLOPs)": f"{centre / 1e9:.1f}",
-                        "ranking by predicted excess loss (best first)": ", ".join(
+        ranking.append({"bucket": size, "train GFLOPs": f"{centre / 1e9:.2f}",
+                        "ranking by fitted excess loss (best first)": ", ".join(
                             f"{a} ({inside[a]:.3f})" for a in order)})
     steps = records[0]["steps"]
     noise, spans = span_counts(LENGTH, 0.15, 3.0)
@@ -101,7 +104,9 @@ def report(records: list[dict], args, minutes: float) -> None:
     text = (f"# Scaling laws vs architectures (CPU scale)\n\nCommand: `{command}`  \n"
             f"Budget: {len(records)} runs, {steps} steps x batch 16, documents of {LENGTH} words "
             f"(inputs {LENGTH - noise + spans + 1} tokens, targets {noise + spans + 1}), sizes {', '.join(SIZES)}; "
-            f"{minutes:.0f} min on the 2-core CPU (1 thread per run).  \n"
+            f"{training_minutes(records):.0f} min in training loops, {minutes:.0f} min wall for this command "
+            "(finished runs are read back, not retrained) "
+            f"(1 thread per run; {load_note()} when the report was written).  \n"
             f"Exact Bayes floor of the eval set: {floor:.3f} nats per target token; "
             "excess loss = eval cross-entropy - floor. alpha: slope of log(excess loss) on log(x); "
             "more negative = scales better. Per-size columns are ordered by training FLOPs.\n\n"
