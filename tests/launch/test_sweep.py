@@ -50,3 +50,17 @@ def test_torchrun_mode_prints_one_command_per_unfinished_run(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("torchrun --nproc-per-node 4 launch/run.py") for line in lines)
     assert "gin/scaling/size/cpu_d48_l2.gin" in lines[1] and "--workdir" in lines[1]
+
+
+def test_a_run_stopped_early_stops_the_sweep_without_a_record(tmp_path, monkeypatch):
+    from launch.sweep import Interrupted
+    real = launch.experiment.run_config
+
+    def stopped_after_one_step(files, bindings, workdir):  # as if SIGTERM arrived after step 1
+        return real(files, list(bindings) + ["train.steps = 1"], workdir)
+    monkeypatch.setattr(launch.experiment, "run_config", stopped_after_one_step)
+    out = str(tmp_path / "sweep")
+    with pytest.raises(Interrupted, match="stopped at step 1 of 2"):
+        sweep([BASE], [("T5.d_model", ["16", "32"])], TINY + ["T5.num_heads = 2"], out, log=lambda *_: None)
+    assert not os.path.exists(os.path.join(out, "records.jsonl"))
+    assert not os.path.exists(os.path.join(out, "d_model-32"))  # the second run never started
