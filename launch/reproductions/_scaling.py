@@ -38,6 +38,9 @@ def loglog_plot(path: str, series: dict[str, list[tuple[float, float]]], fits: d
         axis.plot(*zip(*front), color="black", linestyle="--", linewidth=1, label="Pareto front")
     axis.set_xscale("log")
     axis.set_yscale("log")
+    from matplotlib.ticker import FormatStrFormatter
+    for formatter in (axis.yaxis.set_major_formatter, axis.yaxis.set_minor_formatter):
+        formatter(FormatStrFormatter("%.3g"))  # plain numbers: the y range is narrow
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.set_title(title)

@@ -96,12 +96,12 @@ def report(records: list[dict], args, minutes: float) -> None:
         f" --steps {args.steps}" if args.steps != 300 else "") + (
         f" --finetune-steps {args.finetune_steps}" if args.finetune_steps != 300 else "")
     floor = records[0]["upstream"]["bayes_floor"]
+    timing = f"{training_minutes(records):.0f} min in training loops" + (
+        f", {minutes:.0f} min wall for this command" if minutes >= 1 else "")
     text = (f"# DeepNarrow: depth vs width at CPU scale\n\nCommand: `{command}`  \n"
             f"Budget: {len(records)} shapes; pre-training {args.steps} steps x batch 16 of {LENGTH}-word documents, "
             f"then {args.finetune_steps} fine-tuning steps x batch 16 on each of {', '.join(TASKS)}; "
-            f"{training_minutes(records):.0f} min in training loops, {minutes:.0f} min wall for this command "
-            "(finished runs are read back, not retrained) "
-            f"(1 thread per run; {load_note()} when the report was written).  \n"
+            f"{timing} (1 thread per run; {load_note()} when the report was written).  \n"
             f"Upstream: eval span-corruption cross-entropy (Bayes floor {floor:.3f}); downstream: eval accuracy "
             "(topic: 8 classes, chance 0.125). Rows in order of training FLOPs.\n\n"
             + markdown_table([rows[i] for i in order], list(rows[0]))

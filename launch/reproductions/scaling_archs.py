@@ -101,12 +101,12 @@ def report(records: list[dict], args, minutes: float) -> None:
     steps = records[0]["steps"]
     noise, spans = span_counts(LENGTH, 0.15, 3.0)
     command = "python launch/reproduce.py scaling_archs" + (f" --steps {args.steps}" if args.steps != STEPS else "")
+    timing = f"{training_minutes(records):.0f} min in training loops" + (
+        f", {minutes:.0f} min wall for this command" if minutes >= 1 else "")
     text = (f"# Scaling laws vs architectures (CPU scale)\n\nCommand: `{command}`  \n"
             f"Budget: {len(records)} runs, {steps} steps x batch 16, documents of {LENGTH} words "
             f"(inputs {LENGTH - noise + spans + 1} tokens, targets {noise + spans + 1}), sizes {', '.join(SIZES)}; "
-            f"{training_minutes(records):.0f} min in training loops, {minutes:.0f} min wall for this command "
-            "(finished runs are read back, not retrained) "
-            f"(1 thread per run; {load_note()} when the report was written).  \n"
+            f"{timing} (1 thread per run; {load_note()} when the report was written).  \n"
             f"Exact Bayes floor of the eval set: {floor:.3f} nats per target token; "
             "excess loss = eval cross-entropy - floor. alpha: slope of log(excess loss) on log(x); "
             "more negative = scales better. Per-size columns are ordered by training FLOPs.\n\n"
