@@ -35,7 +35,8 @@ def loglog_plot(path: str, series: dict[str, list[tuple[float, float]]], fits: d
             axis.plot(grid, fits[name](grid), color=colour, linewidth=1)
     front = sorted(front)
     if front:
-        axis.plot(*zip(*front), color="black", linestyle="--", linewidth=1, label="Pareto front")
+        axis.plot(*zip(*front), color="black", linestyle="--", linewidth=1, marker="x", markersize=9,
+                  label="Pareto front")
     axis.set_xscale("log")
     axis.set_yscale("log")
     from matplotlib.ticker import FormatStrFormatter
