@@ -42,6 +42,11 @@ def test_sweep_records_each_run_once_and_skips_finished_runs(tmp_path, monkeypat
     assert again == records
     with open(os.path.join(out, "records.jsonl")) as handle:
         assert len([json.loads(line) for line in handle]) == 2
+    # --collect rebuilds the records from the run directories alone (as after a cluster sweep).
+    os.remove(os.path.join(out, "records.jsonl"))
+    collected = sweep([BASE], grid, TINY + ["T5.num_heads = 2"], out, collect=True, log=lambda *_: None)
+    assert [(r["name"], r["parameters"], r["upstream"]) for r in collected] == \
+        [(r["name"], r["parameters"], r["upstream"]) for r in records]
 
 
 def test_torchrun_mode_prints_one_command_per_unfinished_run(tmp_path, capsys):
