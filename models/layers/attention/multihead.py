@@ -5,6 +5,7 @@ so every model that uses this layer can swap its attention with one gin line.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import gin
@@ -35,17 +36,26 @@ class MultiHeadAttention(nn.Module):
         self.out = nn.Linear(inner, d_model, bias=bias)
         self.core = attention(num_heads=num_heads, head_dim=self.head_dim)
 
+    @property
+    def takes_position_bias(self) -> bool:
+        """Whether the core accepts an additive `position_bias` (dense attention does)."""
+        return "position_bias" in inspect.signature(self.core.forward).parameters
+
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None,
-                context: torch.Tensor | None = None) -> torch.Tensor:
-        """`key_mask` masks the keys: those of `context` for cross-attention, else of `x`."""
+                context: torch.Tensor | None = None, position_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """`key_mask` masks the keys: those of `context` for cross-attention, else of `x`.
+        `position_bias` is handed to the core only when given, so cores without it still work."""
         source = x if context is None else context
         q = self.split_heads(self.query(x))
         k = self.split_heads(self.key(source))
         v = self.split_heads(self.value(source))
-        y = self.core(q, k, v, key_mask)
+        if position_bias is None:
+            y = self.core(q, k, v, key_mask)
+        else:
+            y = self.core(q, k, v, key_mask, position_bias=position_bias)
         batch, _, length, _ = y.shape
         return self.out(y.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim))
