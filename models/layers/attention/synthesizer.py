@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import require
-from models.layers.attention.masking import check_capacity, masked, positions_for, real_mask
+from models.layers.attention.masking import check_capacity, masked, positions_for
 
 MODES = ("random", "factorized_random", "dense")
 
@@ -67,6 +67,6 @@ class SynthesizerAttention(nn.Module):
         logits = self.synthetic_logits(q, length)
         if self.dot_product:
             logits = self.mix[0] * logits + self.mix[1] * ((q * self.scale) @ k.transpose(-1, -2))
-        logits = logits.expand(batch, *logits.shape[-3:])
-        logits = masked(logits, real_mask(key_mask, batch, length, v.device)[:, None, None, :])
+        if key_mask is not None:
+            logits = masked(logits.expand(batch, *logits.shape[-3:]), key_mask[:, None, None, :].bool())
         return self.dropout(logits.softmax(dim=-1)) @ v
