@@ -15,7 +15,7 @@ import torch
 
 from engine import checkpoint
 from engine.errors import ConfigError
-from engine.program import TrainResult, stage, train
+from engine.program import DryRunComplete, TrainResult, stage, train
 from engine.task import Task
 from tasks.distillation import Distillation
 
@@ -76,10 +76,37 @@ def distill(*, task: Any = gin.REQUIRED, teacher: Callable[[], torch.nn.Module] 
     with gin.config_scope("student"):
         student_task = objective(task=inner)
     if teacher_weights is None:
-        with stage("teacher"):
-            trained = train(task=inner, model=teacher)
+        try:
+            with stage("teacher"):
+                trained = train(task=inner, model=teacher)
+        except DryRunComplete as done:
+            raise DryRunComplete(_describe_both(done.report, teacher, student_task)) from None
         # Reload from the consolidated checkpoint: a plain module, whatever the strategy was.
         teacher_weights = trained.checkpoint
     student_task.use_teacher(load_teacher(teacher, teacher_weights))
     with stage("student"):
         return train(task=student_task)
+
+
+def _split_report(report: str) -> tuple[str, list[str]]:
+    """A dry-run report -> (the config text, the '# ...' size lines under it)."""
+    lines = report.splitlines()
+    summary: list[str] = []
+    while lines and lines[-1].startswith("# "):
+        summary.insert(0, lines.pop())
+    return "\n".join(lines).rstrip(), summary
+
+
+def _describe_both(teacher_report: str, teacher: Callable[[], torch.nn.Module], student_task: Distillation) -> str:
+    """--print-config: the config once, then each stage's sizes; the student is checked
+    against an untrained teacher of the configured shape."""
+    with gin.config_scope("teacher"):
+        student_task.use_teacher(teacher())
+    try:
+        with stage("student"):
+            train(task=student_task)
+    except DryRunComplete as done:
+        config_text, teacher_sizes = _split_report(teacher_report)
+        _, student_sizes = _split_report(done.report)
+        return "\n".join([config_text, "", "# stage 'teacher':", *teacher_sizes, "# stage 'student':", *student_sizes])
+    raise RuntimeError("the student stage trained during --print-config")

@@ -11,15 +11,14 @@ from typing import Any
 
 import gin
 import torch
-import torch.nn.functional as F
 
+from engine import summaries
 from engine.data import device_of
 from engine.errors import ConfigError, require
 from engine.task import Shard, Task
+from tasks import similarity
 from tasks.classification import aux_loss_of, logits_of
 from tasks.recording import CallRecorder
-from tasks import similarity
-from engine import summaries
 
 #: How the KD term is scaled by the temperature T:
 #: Hinton et al. multiply by T^2 so its gradients keep their size as T grows; Abnar et al.'s

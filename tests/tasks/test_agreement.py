@@ -134,3 +134,13 @@ def test_a_model_too_short_for_the_evaluation_prefixes_fails_before_training():
 def test_bad_ranges_are_config_errors(binding):
     with pytest.raises(ConfigError):
         SubjectVerbAgreement(**binding)
+
+
+def test_the_gin_shapes_fit_the_task_they_configure():
+    import gin
+    from engine import config
+    from tests.conftest import REPO
+    config.parse([f"{REPO}/gin/kd_transformer.gin"])
+    task = gin.get_configurable("SubjectVerbAgreement")()
+    assert gin.query_parameter("%VOCAB_SIZE") == task.vocab_size
+    assert gin.query_parameter("%MAX_LEN") == task.max_length

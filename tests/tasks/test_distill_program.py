@@ -10,9 +10,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine import checkpoint, config, program
+from engine import config, program
 from engine.errors import ConfigError
 from engine.logging import read_metrics
+from engine.task import Shard
 from models.cnn import SmallCNN
 from models.mlp import MLP
 from tasks.digits_canvas import DigitsOnCanvas
@@ -54,7 +55,6 @@ def test_distill_trains_a_cnn_teacher_then_an_mlp_student_that_moves_towards_it(
     task = DigitsOnCanvas(canvas=10, train_shift=1, max_shift=1, scale_range=(1.0, 1.2))
     teacher = load_teacher(lambda: SmallCNN(channels=1, num_classes=10, widths=(8,)), os.path.join(workdir, "teacher"))
     logged = [r for r in read_metrics(os.path.join(workdir, "teacher")) if r["split"] == "translated"][-1]
-    from engine.task import Shard
     with torch.no_grad():
         assert task.evaluate(teacher.eval(), "translated", Shard(batch_size=32))["accuracy"].value == logged["accuracy"]
 
@@ -121,3 +121,13 @@ def test_teacher_weights_of_the_wrong_model_are_a_config_error(tmp_path, wrong):
     with pytest.raises(ConfigError, match="do not fit distill.teacher"):
         train_in_process(str(tmp_path / "run"), TINY_DIGITS + ["train.steps = 5", f"distill.teacher_weights = '{export}'"],
                          files=("gin/kd_mlp_from_cnn.gin",))
+
+
+def test_print_config_describes_both_stages_without_training(tmp_path, capsys):
+    from launch.run import main as run_main
+    args = ["--gin", os.path.join(REPO, "gin/kd_mlp_from_cnn.gin"), "--print-config", "--workdir", str(tmp_path / "run")]
+    assert run_main(args + [a for b in TINY_DIGITS for a in ("--bind", b)]) == 0
+    out = capsys.readouterr().out
+    teacher, student = out.split("# stage 'teacher':")[1].split("# stage 'student':")
+    assert "# parameters: " in teacher and "# parameters: " in student
+    assert not os.path.exists(str(tmp_path / "run"))

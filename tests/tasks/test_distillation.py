@@ -83,3 +83,14 @@ def test_mismatched_teacher_classes_are_a_config_error():
         Distillation(task=task, teacher=wrong).loss(mlp(0), batch)
     with pytest.raises(ConfigError, match="do not match"):
         distillation_loss(torch.zeros(4, 10), torch.zeros(4, 7))
+
+
+def test_teacher_dropout_switch_runs_the_teacher_in_training_mode_only_when_asked():
+    task = tiny_task()
+    torch.manual_seed(0)
+    teacher = MLP(input_dim=100, num_classes=10, hidden=(32,), dropout=0.5)
+    batch = next(task.batches("train", Shard(batch_size=8)))
+    quiet = Distillation(task=task, teacher=teacher, teacher_dropout=False)
+    assert torch.equal(quiet.teacher_logits(batch), quiet.teacher_logits(batch))
+    noisy = Distillation(task=task, teacher=teacher, teacher_dropout=True)  # Reflect's offline teacher
+    assert not torch.equal(noisy.teacher_logits(batch), noisy.teacher_logits(batch))
