@@ -1,4 +1,4 @@
-"""Expected calibration error (ECE) and reliability diagrams.
+"""Expected calibration error (ECE).
 
 ECE = sum over equal-width confidence bins of |accuracy - confidence| weighted by the bin's
 share of the examples (Guo et al. 2017), i.e. sum_b |correct_b - confidence_sum_b| / n.
@@ -54,16 +54,3 @@ def evaluate_calibration(forward: Callable[[Mapping[str, Any]], Any], batches: I
         for name, value in bin_counts(logits_of(forward(batch)), batch[label_key], bins).items():
             totals[name] += value
     return {"ece": ece_of_counts(totals)}
-
-
-def reliability_diagram(axis: Any, logits: torch.Tensor, labels: torch.Tensor, bins: int = 10,
-                        label: str | None = None) -> None:
-    """Draw accuracy against confidence per bin on a matplotlib axis (with the diagonal)."""
-    counts = bin_counts(logits, labels, bins)
-    seen = counts["count"] > 0
-    centres = (np.arange(bins) + 0.5) / bins
-    accuracy = counts["correct"][seen] / counts["count"][seen]
-    axis.plot(centres[seen], accuracy, marker="o", label=label)
-    axis.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=0.8)
-    axis.set_xlabel("confidence")
-    axis.set_ylabel("accuracy")
