@@ -1,6 +1,6 @@
 """Transferring inductive biases through knowledge distillation (Abnar et al. 2020) at CPU scale.
 
-    python launch/reproduce.py kd                       # 3 seeds, both settings (~10 CPU-minutes)
+    python launch/reproduce.py kd                       # 3 seeds, both settings (~14 CPU-minutes)
     python launch/reproduce.py kd --seeds 0 --parts digits --bind 'train.steps = 200'   # a smoke run
 
 Digits on a canvas (MLP alone, MLP <- MLP, MLP <- CNN, CNN alone, CNN <- MLP) and subject-verb
@@ -8,7 +8,8 @@ agreement (LSTM alone, Transformer alone, Transformer <- Transformer, Transforme
 over the seeds. Baselines train first; each student then loads its teacher from a baseline run
 (same seed for another family, the next seed for the same family, so a student never starts
 at its teacher's initialisation). Writes results/kd/table.md, results.json and PNG plots;
-finished runs are cached under results/kd/cache/ and reported again, not retrained.
+finished runs are cached under results/kd/cache/ and reported again, not retrained (delete
+that folder after changing a gin file or a binding).
 """
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ import time
 from typing import Any
 
 import gin
+import numpy as np
 import torch
 
 from engine import config
 from engine.task import Shard
 from launch.experiment import REPO, gin_path, markdown_table, run_config
+from tasks.digits_canvas import DIGIT
+from tasks.images.transforms import place_on_canvas
 from tasks.similarity import compare_models
 
 OUT = os.path.join(REPO, "results", "kd")
@@ -192,6 +196,23 @@ def agreement_table(results: dict, levels: list[int]) -> str:
     return markdown_table(rows, columns)
 
 
+def ink_outside_training(bindings: list[str]) -> str:
+    """How much of the translated digits' ink falls on canvas pixels that no training image (at
+    any allowed jitter) ever inks: an MLP's weights from those pixels never get a gradient."""
+    task = build_task("digits", bindings)
+    centre, n = (task.canvas - DIGIT) // 2, len(task.train_labels)
+    ever = np.zeros((task.canvas, task.canvas), dtype=bool)
+    for row in range(-task.train_shift, task.train_shift + 1):
+        for col in range(-task.train_shift, task.train_shift + 1):
+            placed = place_on_canvas(task.train_digits, task.canvas, np.tile([centre + row, centre + col], (n, 1)))
+            ever |= (placed[:, 0] > 0).any(axis=0)
+    ink = task.splits["translated"]["image"][:, 0] > 0
+    outside = (ink & ~ever).sum(axis=(1, 2)) / ink.sum(axis=(1, 2))
+    return (f"Training images (every allowed jitter) ink {int(ever.sum())} of the {ever.size} canvas pixels; "
+            f"{(outside > 0).mean():.0%} of the translated test digits put ink outside them "
+            f"({outside.mean():.0%} of their ink on average).\n")
+
+
 def short_table(results: dict) -> str:
     """Accuracy by attractor count on prefixes no longer than the training ones."""
     levels = sorted({int(k.rsplit("_", 1)[1]) for s in results["LSTM"].values()
@@ -297,7 +318,8 @@ def main(argv: list[str]) -> int:
                   "test digits; CKA (penultimate layer) and prediction agreement with the CNN of the same seed "
                   "on the translated digits (the next seed's CNN for CNN <- MLP, which starts from the same-seed "
                   "CNN's initialisation). A <- B: student A distilled from teacher B (T = 5, alpha = 1).", "",
-                  digits_table(results["digits"]), cka_layers_table(results["digits"], "digits"),
+                  digits_table(results["digits"]), ink_outside_training(args.bind),
+                  cka_layers_table(results["digits"], "digits"),
                   "Checks (spec section 5, part 1):", "", *digits_checks(results["digits"]), ""]
     if "agreement" in results:
         levels = sorted({int(k.rsplit("_", 1)[1]) for s in results["agreement"]["LSTM"].values()
