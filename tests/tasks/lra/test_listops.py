@@ -105,3 +105,20 @@ def test_bad_settings_and_files_raise_config_errors(tmp_path):
         LRAListOps(data_dir=str(tmp_path))
     with pytest.raises(ConfigError, match="distinct expressions"):
         generate_examples(50, min_length=0, max_length=2, max_depth=10, max_args=10, seed=0)  # only 10 digits fit
+
+
+def test_a_small_encoder_learns_short_listops_from_the_task_file(tmp_path):
+    from tests.conftest import losses, train_in_process
+
+    bindings = ["train.steps = 100", "train.batch_size = 32", "train.eval_every = 100", "train.log_every = 10",
+                "train.checkpoint_every = 0", "LRAListOps.max_length = 8", "SEQ_LEN = 8", "LRAListOps.min_length = 0",
+                "LRAListOps.num_train = 2000", "LRAListOps.num_eval = 200", "LRAListOps.num_test = 200",
+                f"LRAListOps.cache = '{tmp_path / 'cache'}'", "TransformerClassifier.d_model = 32",
+                "TransformerClassifier.num_layers = 1", "TransformerClassifier.d_ff = 64",
+                "TransformerClassifier.head_hidden = (64,)", "AdamW.lr = 3e-3", "WarmupRsqrt.warmup_steps = 10"]
+    result = train_in_process(str(tmp_path / "run"), bindings, files=("gin/lra/listops_small.gin",))
+    curve = losses(str(tmp_path / "run"))
+    assert curve[100] < 0.85 * curve[10]
+    labels = np.bincount(LRAListOps(max_length=8, min_length=0, num_train=2000, num_eval=200, num_test=200,
+                                    cache=str(tmp_path / "cache")).splits["test"]["label"], minlength=10)
+    assert result.metrics["test"]["accuracy"] > 2 * labels.max() / labels.sum()  # twice the majority class
