@@ -26,8 +26,6 @@ DATA_ENV = "LRA_DATA"
 #: Where generated data (ListOps, Pathfinder) is cached; default ~/.cache/gintrain.
 CACHE_ENV = "GINTRAIN_CACHE"
 
-SPLITS = ("train", "eval", "test")
-
 
 def release_dir(data_dir: str | None, default_subdir: str, holds_data: Callable[[str], bool],
                 what: str) -> str | None:
@@ -75,7 +73,7 @@ def cached_arrays(folder: str, build: Callable[[], Mapping[str, np.ndarray]]) ->
             for name in sorted(os.listdir(folder)) if name.endswith(".npy")}
 
 
-def pad_rows(rows: list[np.ndarray], width: int, dtype=np.uint8) -> tuple[np.ndarray, np.ndarray]:
+def pad_rows(rows: list[np.ndarray], width: int, dtype: Any = np.uint8) -> tuple[np.ndarray, np.ndarray]:
     """Variable-length rows -> (zero-padded (n, width) array, lengths); rows must fit."""
     out = np.zeros((len(rows), width), dtype=dtype)
     lengths = np.zeros(len(rows), dtype=np.int64)
@@ -83,6 +81,11 @@ def pad_rows(rows: list[np.ndarray], width: int, dtype=np.uint8) -> tuple[np.nda
         out[i, :len(row)] = row
         lengths[i] = len(row)
     return out, lengths
+
+
+def byte_rows(texts: list[bytes], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Byte strings -> (uint8 (n, length) zero-padded, lengths), truncated to `length` bytes."""
+    return pad_rows([np.frombuffer(text[:length], dtype=np.uint8) for text in texts], length)
 
 
 def split_by_key(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:

@@ -190,8 +190,9 @@ class _Canvas:
         """The first paddle: its tail on a free pixel at least `band` from the borders, or
         `seed_distance` from `near` in a random bearing (the second target curve)."""
         style, rng, view = self.style, self.rng, self.view(None)
-        allowed = view < 0.3
-        allowed[:band], allowed[-band:], allowed[:, :band], allowed[:, -band:] = False, False, False, False
+        allowed = view < 0.3  # snakes2 counts a pixel as taken from 0.3 of its room
+        if band > 0:
+            allowed[:band], allowed[-band:], allowed[:, :band], allowed[:, -band:] = False, False, False, False
         candidates = np.argwhere(allowed)
         if near is None and (len(candidates) == 0 or allowed.mean() < 0.01):
             return False

@@ -14,8 +14,7 @@ import numpy as np
 
 from engine.errors import ConfigError
 from tasks.lra import synthetic_documents
-from tasks.lra.base import ByteSequenceTask, release_dir
-from tasks.lra.synthetic_documents import to_arrays
+from tasks.lra.base import ByteSequenceTask, byte_rows, release_dir
 
 RELEASED_FILES = {split: f"new_aan_pairs.{split}.tsv" for split in ("train", "eval", "test")}
 MAX_CHARACTERS = 10_000  # LRA cuts each text to this many characters before encoding
@@ -65,8 +64,8 @@ class LRARetrieval(ByteSequenceTask):
             return
         for split, name in RELEASED_FILES.items():
             first, second, labels = read_pairs(os.path.join(folder, name))
-            tokens, lengths = to_arrays(first, max_length)
-            tokens2, lengths2 = to_arrays(second, max_length)
+            tokens, lengths = byte_rows(first, max_length)
+            tokens2, lengths2 = byte_rows(second, max_length)
             self.splits[split] = {"tokens": tokens, "length": lengths, "tokens2": tokens2,
                                   "length2": lengths2, "label": labels}
         self.describe(f"AAN pairs in {folder}; bytes truncated to {max_length}")

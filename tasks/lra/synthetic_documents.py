@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import ConfigError
+from tasks.lra.base import byte_rows
 
 LETTERS = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
 
@@ -46,17 +47,6 @@ def document(rng: np.random.Generator, length: int, filler: list[bytes], cues: l
     return b" ".join(words)[:length]
 
 
-def to_arrays(texts: list[bytes], length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Byte strings -> (uint8 (n, length) zero-padded, lengths), truncated to `length`."""
-    out = np.zeros((len(texts), length), dtype=np.uint8)
-    lengths = np.zeros(len(texts), dtype=np.int64)
-    for i, text in enumerate(texts):
-        row = np.frombuffer(text[:length], dtype=np.uint8)
-        out[i, :len(row)] = row
-        lengths[i] = len(row)
-    return out, lengths
-
-
 def sentiment_lexicons(cue_words: int = 16, filler_words: int = 2000) -> tuple[list[bytes], ...]:
     """(positive cues, negative cues, filler): the same words for every split and seed."""
     vocab = np.random.default_rng(0)
@@ -89,7 +79,7 @@ def sentiment_documents(rng: np.random.Generator, count: int, length: int, *, cu
             polarities = [not p for p in polarities]
         chosen = [(positive if p else negative)[int(rng.integers(cue_words))] for p in polarities]
         texts.append(document(rng, length, filler, chosen))
-    tokens, lengths = to_arrays(texts, length)
+    tokens, lengths = byte_rows(texts, length)
     return {"tokens": tokens, "length": lengths, "label": labels.astype(np.int64)}
 
 
@@ -107,7 +97,7 @@ def matching_documents(rng: np.random.Generator, count: int, length: int, *, sig
         theirs = mine if label else [topics[i] for i in order[signature:2 * signature]]
         first.append(document(rng, length, filler, mine * repeats))
         second.append(document(rng, length, filler, theirs * repeats))
-    tokens, lengths = to_arrays(first, length)
-    tokens2, lengths2 = to_arrays(second, length)
+    tokens, lengths = byte_rows(first, length)
+    tokens2, lengths2 = byte_rows(second, length)
     return {"tokens": tokens, "length": lengths, "tokens2": tokens2, "length2": lengths2,
             "label": labels.astype(np.int64)}

@@ -14,8 +14,7 @@ import numpy as np
 
 from engine.errors import ConfigError
 from tasks.lra import synthetic_documents
-from tasks.lra.base import ByteSequenceTask, release_dir
-from tasks.lra.synthetic_documents import to_arrays
+from tasks.lra.base import ByteSequenceTask, byte_rows, release_dir
 
 
 def imdb_root(folder: str) -> str | None:
@@ -95,7 +94,7 @@ class LRAText(ByteSequenceTask):
                 parts["eval"] = read_labelled_tsv(os.path.join(folder, "eval.tsv"))
             source = f"TSV files in {folder}"
         for split, (texts, labels) in parts.items():
-            tokens, lengths = to_arrays(texts, max_length)
+            tokens, lengths = byte_rows(texts, max_length)
             self.splits[split] = {"tokens": tokens, "length": lengths, "label": labels}
         self.splits.setdefault("eval", self.splits["test"])  # LRA validates on the test split
         for split, (_, labels) in parts.items():

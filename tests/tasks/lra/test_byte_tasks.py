@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 
-import numpy as np
 import pytest
 
 from engine.errors import ConfigError

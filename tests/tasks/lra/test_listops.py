@@ -1,7 +1,6 @@
 """ListOps: the generator's labels, lengths, splits and tokens, and the released-file loader."""
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
