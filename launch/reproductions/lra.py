@@ -79,6 +79,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--runs", default=None, help="run directories (default: runs/lra-<budget>)")
     parser.add_argument("--cache", default=None, help="cache folder for generated data (default ~/.cache/gintrain)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bind", action="append", default=[],
+                        help="extra gin binding for every run, e.g. 'train.steps = 800' (repeatable)")
     return parser.parse_args(argv)
 
 
@@ -95,7 +97,7 @@ def run_one(task: str, attention: str, args: argparse.Namespace, attention_dir: 
     attention_file = os.path.join(attention_dir, f"{attention}.gin")
     if os.path.isfile(attention_file):
         files.append(attention_file)
-    bindings = list(budget["bindings"]) + [f"train.seed = {args.seed}"]
+    bindings = list(budget["bindings"]) + [f"train.seed = {args.seed}"] + list(args.bind)
     if args.cache:
         bindings += [f"LRAListOps.cache = '{args.cache}'", f"LRAPathfinder.cache = '{args.cache}'"]
     workdir = os.path.join(args.runs or os.path.join(REPO, "runs", f"lra-{args.budget}"), f"{task}-{attention}")
