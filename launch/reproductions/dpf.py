@@ -44,7 +44,6 @@ COLUMNS = ["domain", "method", "kid", "precision", "recall", "cov", "mmd", "clas
 def build(experiment: Experiment, bindings: list[str]):
     """The task and the model of an experiment, with its EMA weights loaded."""
     import gin
-    from safetensors.torch import load_file
 
     from engine import config
     from engine.ema import EMA_FILE
@@ -90,8 +89,9 @@ def save_pictures(path: str, title: str, pictures: dict) -> None:
     names = sorted(pictures, key=lambda k: (not k.startswith("data"), k.startswith("gaussian"), k))
     figure, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6))
     for axis, name in zip(np.atleast_1d(axes), names):
-        axis.imshow(pictures[name].as_hwc_float().squeeze(-1) if pictures[name].as_hwc_float().shape[-1] == 1
-                    else pictures[name].as_hwc_float(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        pixels = pictures[name].as_hwc_float()
+        axis.imshow(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels, cmap="gray", vmin=0, vmax=1,
+                    interpolation="nearest")
         axis.set_title(name.replace("_", " "), fontsize=9)
         axis.axis("off")
     figure.suptitle(title, fontsize=10)
