@@ -28,5 +28,6 @@ def test_reproduction_writes_a_table_with_both_methods_and_a_sample_grid(tmp_pat
     weights = open(os.path.join(runs, "sphere", "ema.safetensors"), "rb").read()
     assert dpf.main(argv) == 0
     assert open(os.path.join(runs, "sphere", "ema.safetensors"), "rb").read() == weights
+    assert float(open(os.path.join(runs, "sphere", "train_seconds.txt")).read()) > 0
     assert open(os.path.join(out, "table.md")).read().split("| domain | gin")[0].split("\n", 3)[3] == \
         table.split("| domain | gin")[0].split("\n", 3)[3]
