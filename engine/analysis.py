@@ -164,16 +164,23 @@ class SaturationFit(NamedTuple):
         return 1.0 - self.e_ir
 
 
-def saturation_fit(e_us: Sequence[float], e_ds: Sequence[float], *, max_alpha: float = 20.0) -> SaturationFit:
+def saturation_fit(e_us: Sequence[float], e_ds: Sequence[float], *, min_alpha: float = 0.1,
+                   max_alpha: float = 20.0) -> SaturationFit:
     """Bounded least squares of Eq. 1 on (upstream error, downstream error) pairs, with
-    k >= 0, 0 <= alpha <= max_alpha, 0 <= e_IR <= 1, started from a grid of exponents so a
-    poor local minimum is not taken for the fit. Fit it to hull points (see upper_convex_hull)."""
+    k >= 0, min_alpha <= alpha <= max_alpha, 0 <= e_IR <= 1, started from a grid of exponents so
+    a poor local minimum is not taken for the fit. Fit it to hull points (see upper_convex_hull).
+
+    alpha stays away from 0: there k * e_US^alpha is a constant for any e_US > 0 that jumps to 0
+    at e_US = 0, so flat data would be "fitted" with e_IR = 0 (saturation at 100%) by a step no
+    data supports; flat data is fitted by k = 0 and e_IR = the plateau instead."""
     from scipy.optimize import least_squares
     e_us, e_ds = np.asarray(e_us, dtype=float), np.asarray(e_ds, dtype=float)
     if e_us.shape != e_ds.shape or len(e_us) < 3:
         raise ValueError(f"a saturation fit needs at least three (e_US, e_DS) pairs, got {len(e_us)}")
     if (e_us <= 0).any() or (e_us > 1).any() or (e_ds < 0).any() or (e_ds > 1).any():
         raise ValueError("errors must lie in (0, 1] for e_US and [0, 1] for e_DS")
+    if not 0 < min_alpha < max_alpha:
+        raise ValueError(f"need 0 < min_alpha < max_alpha, got {min_alpha} and {max_alpha}")
 
     def residual(params: np.ndarray) -> np.ndarray:
         k, alpha, e_ir = params
@@ -181,11 +188,12 @@ def saturation_fit(e_us: Sequence[float], e_ds: Sequence[float], *, max_alpha: f
 
     best = None
     for alpha0 in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0):
+        alpha0 = min(max(alpha0, min_alpha), max_alpha)
         base = e_us ** alpha0
         spread = base.max() - base.min()
         k0 = max((e_ds.max() - e_ds.min()) / spread, 1e-3) if spread > 0 else 1.0
         e_ir0 = float(np.clip(e_ds.min() - k0 * base.min(), 0.0, 1.0))
-        result = least_squares(residual, x0=[k0, alpha0, e_ir0], bounds=([0, 0, 0], [np.inf, max_alpha, 1]),
+        result = least_squares(residual, x0=[k0, alpha0, e_ir0], bounds=([0, min_alpha, 0], [np.inf, max_alpha, 1]),
                                xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=5000)
         if best is None or result.cost < best.cost:
             best = result

@@ -91,7 +91,10 @@ def fit_task(runs: list[dict], source: str, shots: int) -> dict:
     us = np.array([r["us"] for r in runs])
     ds = np.array([r["ds"][source][shots]["pre_logits"] for r in runs])
     hull = upper_convex_hull(us, ds)
-    out: dict = {"ds": ds, "hull": hull, "fit": None, "holdout": None}
+    from scipy.stats import spearmanr
+    out: dict = {"ds": ds, "hull": hull, "fit": None, "holdout": None,
+                 "gap": np.interp(us, us[hull], ds[hull]) - ds,  # how far each run is below the frontier
+                 "spearman": float(spearmanr(us, ds).statistic) if np.ptp(us) > 0 and np.ptp(ds) > 0 else float("nan")}
     if len(hull) >= 3:
         out["fit"] = saturation_fit(1 - us[hull], 1 - ds[hull])
     try:
@@ -123,19 +126,21 @@ def report(runs: list[dict], args, records: list[dict], minutes: float) -> None:
                    "steps": r["steps"], "epochs": f"{r['epochs']:.1f}", "head wd": f"{r['head_wd']:g}",
                    "upstream acc": fmt(r["us"]),
                    **{s: fmt(r["ds"][s][most]["pre_logits"]) for s in sources}} for r in sorted(runs, key=lambda r: r["us"])]
-    fit_rows, layer_rows = [], []
+    fit_rows, layer_rows, gaps = [], [], {}
     for source in sources:
         distance, classes = SOURCES.get(source, ("?", 0))
         for shots in all_shots:
             result = fit_task(runs, source, shots)
             fit, held = result["fit"], result["holdout"]
             fit_rows.append({"task": source, "distance": distance, "shots": shots,
-                             "best DS acc": fmt(float(result["ds"].max())), "hull points": len(result["hull"]),
+                             "best DS acc": fmt(float(result["ds"].max())), "Spearman(US, DS)": fmt(result["spearman"], ".2f"),
+                             "hull points": len(result["hull"]),
                              "k": fmt(fit and fit.k, ".2f"), "alpha": fmt(fit and fit.alpha, ".2f"),
                              "e_IR": fmt(fit and fit.e_ir), "saturation 1-e_IR": fmt(fit and fit.saturation),
                              "fit rmse": fmt(fit and fit.rmse), "held-out MAE (hull fit)": fmt(held and held.hull),
                              "held-out MAE (all-points fit)": fmt(held and held.all_points)})
             if shots == most:
+                gaps[source] = result["gap"]
                 plots.saturation_plot(os.path.join(args.results, f"{source}_saturation.png"), runs, result["ds"],
                                       result["hull"], fit, f"{source} ({distance}), {most}-shot", DEFAULT_HEAD_WD)
         curves = best_layers(runs, source, most)
@@ -151,6 +156,9 @@ def report(runs: list[dict], args, records: list[dict], minutes: float) -> None:
              "downstream) accuracy; held-out: the 25% of runs with the best upstream accuracy are left out, "
              "the rest fitted (hull or all points), and the held-out hull vertices predicted.\n\n"
              + markdown_table(fit_rows, list(fit_rows[0])))
+    text += (f"\n## Distance below the frontier ({most}-shot)\n\nMean of (hull at the run's upstream accuracy "
+             "- its downstream accuracy) per group of runs: 0 means every run of the group is on the frontier.\n\n"
+             + markdown_table(gap_rows(runs, gaps), ["runs", "count", *sources]))
     text += (f"\n## Best layer ({most}-shot)\n\n" + markdown_table(layer_rows, list(layer_rows[0])))
     pairs = head_wd_pairs(runs, sources, most)
     if pairs:
@@ -158,6 +166,22 @@ def report(runs: list[dict], args, records: list[dict], minutes: float) -> None:
                  + markdown_table(pairs, list(pairs[0])))
     write(os.path.join(args.results, "table.md"), text)
     print(text)
+
+
+def gap_rows(runs: list[dict], gaps: dict[str, np.ndarray]) -> list[dict]:
+    """Mean distance below the frontier by family, by data fraction, and for the raised head decay."""
+    groups = {f"family {f}": [r["family"] == f for r in runs] for f in sorted({r["family"] for r in runs})}
+    default = [r["head_wd"] == DEFAULT_HEAD_WD for r in runs]
+    for fraction in sorted({r["fraction"] for r in runs}):
+        groups[f"data fraction {fraction:g}"] = [d and r["fraction"] == fraction for d, r in zip(default, runs)]
+    groups["head weight decay raised"] = [not d for d in default]
+    rows = []
+    for name, chosen in groups.items():
+        chosen = np.asarray(chosen)
+        if chosen.any():
+            rows.append({"runs": name, "count": int(chosen.sum()),
+                         **{s: fmt(float(gap[chosen].mean())) for s, gap in gaps.items()}})
+    return rows
 
 
 def head_wd_pairs(runs: list[dict], sources: list[str], shots: int) -> list[dict]:

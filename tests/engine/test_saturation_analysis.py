@@ -17,6 +17,13 @@ def test_saturation_fit_recovers_its_parameters_from_noiseless_data():
         assert fit.saturation == pytest.approx(1 - e_ir, abs=1e-6)
 
 
+def test_flat_data_is_a_plateau_not_a_step_to_zero_error():
+    e_us = np.linspace(0.3, 0.9, 8)
+    fit = saturation_fit(e_us, np.full(8, 0.6))
+    assert fit.k == pytest.approx(0.0, abs=1e-6) and fit.e_ir == pytest.approx(0.6, abs=1e-6)
+    assert fit.saturation == pytest.approx(0.4, abs=1e-6)
+
+
 def test_saturation_fit_predicts_held_out_points_on_noisy_data():
     # The spec's synthetic study: noise that only ever adds downstream error, as models below the
     # frontier do. Parameters are poorly identified, but the frontier is predicted well.

@@ -121,3 +121,23 @@ def test_image_files_task_and_fewshot_source(tmp_path):
     assert data.num_classes == 3 and data.train_images.shape == (6, 3, 16, 16) and len(data.test_labels) == 9
     with pytest.raises(ConfigError, match="file_format"):
         FilesFewShot(name="x", pool_path="p", test_path="t", file_format="tfrecord")
+
+
+def test_image_files_gin_trains_a_resnet_on_cifar_batches(tmp_path):
+    from engine.logging import read_metrics
+    from tests.conftest import losses, train_in_process
+    rng = np.random.default_rng(2)
+    for name, n in (("train.bin", 64), ("test.bin", 16)):
+        labels = rng.integers(0, 100, (n, 2), dtype=np.uint8)
+        np.concatenate([labels, rng.integers(0, 256, (n, 3072), dtype=np.uint8)], 1).tofile(tmp_path / name)
+    workdir = str(tmp_path / "run")
+    train_in_process(workdir, [
+        f"ImageFilesClassification.train_path = '{tmp_path / 'train.bin'}'",
+        f"ImageFilesClassification.eval_path = '{tmp_path / 'test.bin'}'", "IMAGE_SIZE = 8",
+        "train.steps = 3", "train.batch_size = 8", "train.eval_every = 3", "train.log_every = 1",
+        "FewShotEvaluator.sources = [@DigitsFewShot()]", "FewShotEvaluator.shots = [1]",
+        "DigitsFewShot.pool_per_class = 1", "DigitsFewShot.test_per_class = 1"],
+        files=("gin/saturation/image_files.gin", "gin/saturation/model/resnet_tiny.gin"))
+    assert sorted(losses(workdir)) == [1, 2, 3]
+    evals = [r for r in read_metrics(workdir) if r["split"] == "eval"]
+    assert "fewshot/digits/1shot" in evals[-1] and 0 <= evals[-1]["accuracy"] <= 1
