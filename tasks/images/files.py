@@ -31,8 +31,9 @@ def read_cifar_batches(paths: list[str], *, label_bytes: int = 1, label_index: i
     for path in paths:
         raw = np.fromfile(path, dtype=np.uint8)
         if raw.size == 0 or raw.size % record:
-            raise ConfigError(f"{path} is not a CIFAR binary batch with {label_bytes} label byte(s) "
-                              f"({raw.size} bytes, not a multiple of {record})")
+            kind = "CIFAR-10" if label_bytes == 1 else "CIFAR-100"
+            raise ConfigError(f"{path} is not a {kind} binary batch ({label_bytes} label byte(s); "
+                              f"{raw.size} bytes, not a multiple of {record})")
         parts.append(raw.reshape(-1, record))
     records = np.concatenate(parts)
     return (np.ascontiguousarray(records[:, label_bytes:].reshape(-1, 3, 32, 32)),

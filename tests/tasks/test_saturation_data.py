@@ -100,7 +100,7 @@ def test_image_folder_and_cifar_batches_read_back_exactly(tmp_path):
     assert np.array_equal(images, pixels) and labels.tolist() == fine.tolist()
     images, labels = read_cifar_batches([str(tmp_path / "c100.bin")], label_bytes=2, label_index=1)
     assert np.array_equal(images, pixels) and labels.tolist() == fine.tolist()
-    with pytest.raises(ConfigError, match="not a CIFAR binary batch"):
+    with pytest.raises(ConfigError, match="not a CIFAR-10 binary batch"):
         read_cifar_batches([str(tmp_path / "c100.bin")])  # 2 label bytes read as 1
 
 
