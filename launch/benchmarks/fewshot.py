@@ -2,7 +2,7 @@
 Ridge on the same whitened data), and one full evaluation of every layer on the five downstream
 tasks against the training steps it sits between, all timed in this process.
 
-    python launch/bench.py fewshot [--steps 100] [--repeats 3]
+    python launch/bench.py fewshot [--steps 100] [--repeats 3] [--widths 64,1024]
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import torch
 
 from launch.benchmarks._timing import interleaved
 
-# (probe examples N, feature width D): 25-shot x 10 classes on narrow and on wide features
-SOLVE_SHAPES = ((250, 64), (250, 1024))
+# Probe examples N: 25 shots x 10 classes; feature widths D narrower and wider than N.
+PROBE_EXAMPLES = 250
 
 
 def solve_seconds(solver: str, n: int, d: int, repeats_inside: int = 20) -> float:
@@ -79,12 +79,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pool-per-class", type=int, default=40, help="as in gin/saturation/upstream.gin")
     parser.add_argument("--test-per-class", type=int, default=100)
+    parser.add_argument("--widths", default="64,1024", help="feature widths D of the timed solves")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     print(f"threads: {torch.get_num_threads()}, medians of {args.repeats} interleaved repeats\n")
     print("| N x D | primal (ms) | dual (ms) | sklearn Ridge (ms) | primal / sklearn | dual / sklearn |")
     print("|---|---|---|---|---|---|")
-    for n, d in SOLVE_SHAPES:
+    n = PROBE_EXAMPLES
+    for d in (int(w) for w in args.widths.split(",")):
         times = interleaved({s: (lambda s=s: solve_seconds(s, n, d)) for s in ("primal", "dual", "sklearn")},
                             args.repeats)
         print(f"| {n} x {d + 1} | {1e3 * times['primal']:.2f} | {1e3 * times['dual']:.2f} | "
