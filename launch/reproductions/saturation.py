@@ -205,7 +205,8 @@ def header(runs: list[dict], args, records: list[dict], minutes: float) -> str:
             ("models", args.models, ",".join(MODELS)), ("fractions", args.fractions, "0.1,1.0"),
             ("steps", args.steps, "300,1000"), ("head-wd", args.head_wd, "3.0")) if value != default)
     timing = f"{training_minutes(records):.0f} min in training loops" + (
-        f", {minutes:.0f} min wall for this command" if minutes >= 1 else "")
+        f", {minutes:.0f} min wall for this invocation (it trains only the runs missing from the sweep's records)"
+        if minutes >= 1 else "")
     return (f"# Upstream vs downstream saturation at CPU scale\n\nCommand: `{command}`  \n"
             f"Budget: {len(runs)} runs (batch {BATCH_SIZE}, 16x16 images, {NUM_EXAMPLES} upstream training images "
             f"at data fraction 1); {timing} (1 thread per run; {load_note()} when the report was written).  \n"
