@@ -1,0 +1,108 @@
+"""AAPE: Aggregate-and-Adapt Prompt Embedding (Huang et al., NeurIPS 2024), on a frozen CLIP.
+
+While training, an aggregator attends from the image embedding f(x) over the embeddings of the
+image's class descriptions (LLM prompts) to an image-aligned summary p(x); a generator h maps
+f(x) to a prompt embedding a(x) = h(f(x)) that conditions the class prompts, and is trained on
+the task loss + lambda * |a(x) - sg(p(x))|^2 (unit vectors). At test time only h runs: no
+description is read.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import gin
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.errors import require
+from models.clip import CLIP, symmetric_contrastive_loss
+from models.prompting import ImageConditionedPrompts
+
+
+class DescriptionAggregator(nn.Module):
+    """Multi-head attention with the image embedding as the query and the description embeddings
+    as keys and values; the values are the description embeddings themselves (no value or output
+    projection), so the summary stays a convex combination of real text embeddings.
+
+    The weights of the heads are averaged into one distribution over descriptions; padded
+    descriptions (mask False) get weight zero. Permutation-invariant in the descriptions.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int = 4) -> None:
+        super().__init__()
+        require(num_heads >= 1 and embed_dim % num_heads == 0,
+                f"the aggregator's num_heads = {num_heads} must divide embed_dim = {embed_dim}")
+        self.num_heads = num_heads
+        self.query = nn.Linear(embed_dim, embed_dim)
+        self.key = nn.Linear(embed_dim, embed_dim)
+
+    def weights(self, image: torch.Tensor, descriptions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, E) queries, (B, N, E) descriptions, (B, N) mask -> (B, N) weights summing to one."""
+        batch, count, dim = descriptions.shape
+        head = dim // self.num_heads
+        q = self.query(image).view(batch, self.num_heads, head)
+        k = self.key(descriptions).view(batch, count, self.num_heads, head)
+        scores = torch.einsum("bhd,bnhd->bhn", q, k) / math.sqrt(head)
+        scores = scores.masked_fill(~mask.bool()[:, None, :], float("-inf"))
+        return scores.softmax(dim=-1).mean(dim=1)
+
+    def forward(self, image: torch.Tensor, descriptions: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The summary p(x) (B, E) and the weights (B, N)."""
+        weights = self.weights(image, descriptions, mask)
+        return torch.einsum("bn,bne->be", weights, descriptions), weights
+
+
+@gin.configurable
+class AAPE(ImageConditionedPrompts):
+    """Prompt learner whose image-conditioned prompt a(x) is distilled from aggregated descriptions.
+
+    a(x) = generator(f(x)) lives in the joint embedding space (where the summaries live); a
+    learned linear map, zero at the start, turns it into the offset added to every context vector
+    (CoCoOp's place for an image-conditioned prompt). `distill_weight` is lambda; the aggregator
+    is trained by InfoNCE between p(x) and f(x) over the batch ("CLIP reward"), weighted by
+    `aggregator_weight`. Both losses come back as the (already weighted) 'aux_loss'.
+    """
+
+    def __init__(self, *, clip: Callable[[], CLIP] = CLIP, context_length: int = 4, init: str = "template",
+                 generator_hidden: int = 128, aggregator_heads: int = 4, distill_weight: float = 1.0,
+                 aggregator_weight: float = 1.0) -> None:
+        super().__init__(clip=clip, context_length=context_length, init=init)
+        require(distill_weight >= 0 and aggregator_weight >= 0,
+                f"AAPE.distill_weight and aggregator_weight must be >= 0, got {distill_weight}, {aggregator_weight}")
+        require(generator_hidden >= 1, f"AAPE.generator_hidden must be >= 1, got {generator_hidden}")
+        embed = self.clip.embed_dim
+        self.distill_weight = distill_weight
+        self.aggregator_weight = aggregator_weight
+        self.generator = nn.Sequential(nn.Linear(embed, generator_hidden), nn.GELU(),
+                                       nn.Linear(generator_hidden, embed))
+        self.to_context = nn.Linear(embed, self.clip.text.d_model)
+        nn.init.zeros_(self.to_context.weight)
+        nn.init.zeros_(self.to_context.bias)
+        self.aggregator = DescriptionAggregator(embed, aggregator_heads)
+
+    def forward(self, images: torch.Tensor, names: torch.Tensor, template: torch.Tensor, *,
+                labels: torch.Tensor | None = None, descriptions: torch.Tensor | None = None,
+                description_mask: torch.Tensor | None = None, **unused: Any) -> dict[str, torch.Tensor]:
+        """Test time: `model(images, names, template)`. Training adds `labels` (B,) and the
+        descriptions of every training class: tokens (classes, N, length) and mask (classes, N)."""
+        image = self.image_features(images)
+        prompt = self.generator(image)
+        out = {"logits": self.conditioned_logits(image, self.to_context(prompt), names, template),
+               "prompt_embedding": prompt}
+        if descriptions is None:
+            return out
+        require(labels is not None and description_mask is not None,
+                "AAPE needs labels and description_mask together with descriptions")
+        classes, count, length = descriptions.shape
+        texts = self.encode_texts(descriptions.reshape(classes * count, length)).view(classes, count, -1)
+        summary, weights = self.aggregator(image, texts[labels], description_mask[labels])
+        summary = F.normalize(summary, dim=-1)
+        aggregator_loss = symmetric_contrastive_loss(self.clip.scale() * summary @ image.t())
+        distill = (F.normalize(prompt, dim=-1) - summary.detach()).pow(2).sum(dim=-1).mean()
+        out.update(aux_loss=self.distill_weight * distill + self.aggregator_weight * aggregator_loss,
+                   distill=distill.detach(), aggregator_loss=aggregator_loss.detach(),
+                   description_weights=weights.detach())
+        return out
