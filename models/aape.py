@@ -21,6 +21,9 @@ from models.clip import CLIP, symmetric_contrastive_loss
 from models.prompting import ImageConditionedPrompts
 
 
+CONDITIONING = ("context", "class_embedding")
+
+
 class DescriptionAggregator(nn.Module):
     """Multi-head attention with the image embedding as the query and the description embeddings
     as keys and values; the values are the description embeddings themselves (no value or output
@@ -28,15 +31,25 @@ class DescriptionAggregator(nn.Module):
 
     The weights of the heads are averaged into one distribution over descriptions; padded
     descriptions (mask False) get weight zero. Permutation-invariant in the descriptions.
+    With `init_scale`, the query and key projections start as scaled identities, so each head
+    starts by scoring `init_scale` x (image . description) on its slice of the embedding: CLIP's
+    own similarity, which already gives distractors little weight; training refines it.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int = 4) -> None:
+    def __init__(self, embed_dim: int, num_heads: int = 4, init_scale: float | None = None) -> None:
         super().__init__()
         require(num_heads >= 1 and embed_dim % num_heads == 0,
                 f"the aggregator's num_heads = {num_heads} must divide embed_dim = {embed_dim}")
+        require(init_scale is None or init_scale > 0, f"the aggregator's init_scale must be positive, got {init_scale}")
         self.num_heads = num_heads
         self.query = nn.Linear(embed_dim, embed_dim)
         self.key = nn.Linear(embed_dim, embed_dim)
+        if init_scale is not None:
+            gain = math.sqrt(init_scale * math.sqrt(embed_dim // num_heads))  # gain^2 / sqrt(d_head) = init_scale
+            for projection in (self.query, self.key):
+                nn.init.eye_(projection.weight)
+                projection.weight.data.mul_(gain)
+                nn.init.zeros_(projection.bias)
 
     def weights(self, image: torch.Tensor, descriptions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, E) queries, (B, N, E) descriptions, (B, N) mask -> (B, N) weights summing to one."""
@@ -68,8 +81,11 @@ class AAPE(ImageConditionedPrompts):
 
     def __init__(self, *, clip: Callable[[], CLIP] = CLIP, context_length: int = 4, init: str = "template",
                  generator_hidden: int = 128, aggregator_heads: int = 4, distill_weight: float = 1.0,
-                 aggregator_weight: float = 1.0) -> None:
+                 aggregator_weight: float = 1.0, aggregator_init_scale: float | None = 20.0,
+                 conditioning: str = "context") -> None:
         super().__init__(clip=clip, context_length=context_length, init=init)
+        require(conditioning in CONDITIONING, f"AAPE.conditioning must be one of {CONDITIONING}, got {conditioning!r}")
+        self.conditioning = conditioning
         require(distill_weight >= 0 and aggregator_weight >= 0,
                 f"AAPE.distill_weight and aggregator_weight must be >= 0, got {distill_weight}, {aggregator_weight}")
         require(generator_hidden >= 1, f"AAPE.generator_hidden must be >= 1, got {generator_hidden}")
@@ -78,10 +94,11 @@ class AAPE(ImageConditionedPrompts):
         self.aggregator_weight = aggregator_weight
         self.generator = nn.Sequential(nn.Linear(embed, generator_hidden), nn.GELU(),
                                        nn.Linear(generator_hidden, embed))
-        self.to_context = nn.Linear(embed, self.clip.text.d_model)
+        width = self.clip.text.d_model if conditioning == "context" else embed
+        self.to_context = nn.Linear(embed, width)
         nn.init.zeros_(self.to_context.weight)
         nn.init.zeros_(self.to_context.bias)
-        self.aggregator = DescriptionAggregator(embed, aggregator_heads)
+        self.aggregator = DescriptionAggregator(embed, aggregator_heads, aggregator_init_scale)
 
     def forward(self, images: torch.Tensor, names: torch.Tensor, template: torch.Tensor, *,
                 labels: torch.Tensor | None = None, descriptions: torch.Tensor | None = None,
@@ -90,8 +107,13 @@ class AAPE(ImageConditionedPrompts):
         descriptions of every training class: tokens (classes, N, length) and mask (classes, N)."""
         image = self.image_features(images)
         prompt = self.generator(image)
-        out = {"logits": self.conditioned_logits(image, self.to_context(prompt), names, template),
-               "prompt_embedding": prompt}
+        if self.conditioning == "context":
+            logits = self.conditioned_logits(image, self.to_context(prompt), names, template)
+        else:  # w_c(x) = norm(t_c + P a(x)): one text pass per class, not per (image, class)
+            classes = self.class_embeddings(self.base_context(template), names)
+            weights = F.normalize(classes.unsqueeze(0) + self.to_context(prompt).unsqueeze(1), dim=-1)
+            logits = self.logits(image, weights)
+        out = {"logits": logits, "prompt_embedding": prompt}
         if descriptions is None:
             return out
         require(labels is not None and description_mask is not None,

@@ -19,6 +19,7 @@ from torch import nn
 
 from engine.errors import ConfigError
 from models.clip import CLIP
+from models.layers.feedforward import ACTIVATIONS as FUNCTIONS
 from models.text_transformer import TextTransformer
 from models.vit import ViT
 
@@ -181,8 +182,7 @@ def save_hf_clip(model: CLIP, path: str) -> None:
 
 
 def _activation_name(block: nn.Module) -> str:
-    from models.layers.feedforward import ACTIVATIONS as BY_NAME
-    return next(name for name, fn in BY_NAME.items() if fn is block.feedforward.act)
+    return next(name for name, fn in FUNCTIONS.items() if fn is block.feedforward.act)
 
 
 @gin.configurable

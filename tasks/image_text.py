@@ -6,14 +6,14 @@ Every batch is a pure function of (seed, split, index), so a resumed run sees th
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import gin
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.data import generated_batches
+from engine.data import device_of, generated_batches
 from engine.errors import require
 from engine.task import Task
 from tasks.images.digits import digits
@@ -84,18 +84,25 @@ class ImageTextPairs(Task):
 
     A fraction `digit_fraction` are digits; of the shape scenes, `multi_fraction` show two or
     three identical objects. Captions use a synonym in place of a colour or shape word with
-    probability `synonym_rate` (rare words, as in web captions). Split 'eval' reports
+    probability `synonym_rate` (rare words, as in web captions); the names of `rare_shapes`
+    appear only with probability `rare_rate` (their synonym otherwise): under-represented
+    concepts, for which CLIP's zero-shot prompt is weak. Split 'eval' reports
     retrieval recall@k over `eval_pairs` pairs and zero-shot accuracy over the 48 colour-shape
     classes.
     """
 
     def __init__(self, *, image_size: int = 24, text_length: int = 16, digit_fraction: float = 0.2,
-                 multi_fraction: float = 0.3, synonym_rate: float = 0.1, noise: float = 0.0,
-                 eval_pairs: int = 512, eval_per_class: int = 8) -> None:
+                 multi_fraction: float = 0.3, synonym_rate: float = 0.1, rare_shapes: Sequence[str] = (),
+                 rare_rate: float = 0.02, noise: float = 0.0, eval_pairs: int = 512, eval_per_class: int = 8) -> None:
         require(image_size >= 12, f"ImageTextPairs.image_size must be >= 12, got {image_size}")
         for name, value in (("digit_fraction", digit_fraction), ("multi_fraction", multi_fraction),
-                            ("synonym_rate", synonym_rate)):
+                            ("synonym_rate", synonym_rate), ("rare_rate", rare_rate)):
             require(0.0 <= value <= 1.0, f"ImageTextPairs.{name} must be in [0, 1], got {value}")
+        unknown = set(rare_shapes) - set(SHAPES)
+        require(not unknown and not isinstance(rare_shapes, str),
+                f"ImageTextPairs.rare_shapes must be a list of shapes from {SHAPES}, got {rare_shapes!r}")
+        self.rare_shapes = frozenset(SHAPES.index(name) for name in rare_shapes)
+        self.rare_rate = rare_rate
         require(eval_pairs >= 8 and eval_per_class >= 1, "ImageTextPairs.eval_pairs must be >= 8 and eval_per_class >= 1")
         self.image_size, self.text_length = image_size, text_length
         self.digit_fraction, self.multi_fraction, self.synonym_rate = digit_fraction, multi_fraction, synonym_rate
@@ -121,7 +128,8 @@ class ImageTextPairs(Task):
         images, scene = render_objects(rng, shape, colour, texture, image_size=self.image_size, count=count,
                                        noise=self.noise)
         captions = [shape_caption(rng, shape=shape[i], colour=colour[i], texture=texture[i], count=count[i],
-                                  x=scene.x[i, 0], y=scene.y[i, 0], synonym_rate=self.synonym_rate)
+                                  x=scene.x[i, 0], y=scene.y[i, 0], synonym_rate=self.synonym_rate,
+                                  shape_synonym_rate=1 - self.rare_rate if shape[i] in self.rare_shapes else None)
                     for i in range(n)]
         rows = np.flatnonzero(is_digit)
         if len(rows):
@@ -161,7 +169,7 @@ class ImageTextPairs(Task):
     def evaluate(self, model, split, shard):
         # The whole (small) evaluation set on every rank: retrieval needs all pairs in one matrix,
         # and every rank runs the same forward passes, as sharded strategies require.
-        device = next(model.parameters()).device
+        device = device_of(model)
         pairs = self.eval_pairs_arrays()
         tokens = torch.from_numpy(pairs["tokens"]).to(device)
         image = encode(model, "encode_image", torch.from_numpy(pairs["image"]).to(device))

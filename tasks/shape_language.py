@@ -116,10 +116,15 @@ def position_words(x: float, y: float) -> str:
 # --- captions of pre-training images -------------------------------------------------------------
 
 def shape_caption(rng: np.random.Generator, *, shape: int, colour: int, texture: int, count: int,
-                  x: float, y: float, synonym_rate: float) -> str:
-    """One caption of a scene of `count` identical objects (x, y: the first object's centre)."""
+                  x: float, y: float, synonym_rate: float, shape_synonym_rate: float | None = None) -> str:
+    """One caption of a scene of `count` identical objects (x, y: the first object's centre).
+
+    `shape_synonym_rate` (default `synonym_rate`) is how often the shape gets its synonym: near
+    one, the shape's own name becomes a rare word.
+    """
     col = colour_word(colour, rng, synonym_rate)
     tex = texture_word(texture, rng)
+    synonym_rate = synonym_rate if shape_synonym_rate is None else shape_synonym_rate
     if count > 1:
         shapes = shape_word(shape, rng, synonym_rate, plural=True)
         choices = (f"{COUNT_WORDS[count]} {col} {shapes}", f"{COUNT_WORDS[count]} {tex} {col} {shapes}",

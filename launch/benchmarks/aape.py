@@ -4,7 +4,8 @@ the 24 new classes, as a ratio to zero-shot CLIP measured in the same process.
     python launch/bench.py aape [--batch 64] [--repeats 5] [--descriptions 11]
 
 Zero-shot and CoOp encode each class prompt once per batch; CoCoOp and AAPE condition the
-prompts on each image, so they run the text tower once per (image, class). "Description
+prompts on each image, so they run the text tower once per (image, class); AAPE with
+class-embedding conditioning adds its prompt after the text tower (once per class). "Description
 ensemble" is the CuPL-style alternative AAPE replaces: encode all N class descriptions and
 average them (here once per batch, as a cache would). AAPE reads no description at test time.
 """
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     const = task.constants(torch.device("cpu"))
     names, template = const["new"], const["template"]
     images = torch.rand(args.batch, 3, task.image_size, task.image_size)
-    learners = {"zero-shot": ZeroShotPrompts(), "CoOp": CoOp(), "CoCoOp": CoCoOp(), "AAPE": AAPE()}
+    learners = {"zero-shot": ZeroShotPrompts(), "CoOp": CoOp(), "CoCoOp": CoCoOp(), "AAPE": AAPE(),
+                "AAPE, class-embedding conditioning": AAPE(conditioning="class_embedding")}
     descriptions = const["descriptions"][:len(names), :args.descriptions].reshape(-1, const["descriptions"].shape[-1])
 
     def timed(fn) -> float:

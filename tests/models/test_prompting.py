@@ -57,11 +57,12 @@ def test_aggregator_weights_sum_to_one_and_ignore_padded_descriptions():
     assert torch.allclose(summary[1], (weights[1, :, None] * texts[1]).sum(0), atol=1e-6)  # values: the texts
 
 
-@pytest.mark.parametrize("cls", [CoOp, CoCoOp, AAPE])
-def test_every_prompt_learner_starts_as_the_zero_shot_classifier(cls):
+@pytest.mark.parametrize("cls, kwargs", [(CoOp, {}), (CoCoOp, {}), (AAPE, {}),
+                                         (AAPE, {"conditioning": "class_embedding"})])
+def test_every_prompt_learner_starts_as_the_zero_shot_classifier(cls, kwargs):
     images = torch.rand(4, 3, 8, 8)
     zero_shot = build(ZeroShotPrompts)(images, NAMES, TEMPLATE)["logits"]
-    learner = build(cls)
+    learner = build(cls, **kwargs)
     assert torch.allclose(learner(images, NAMES, TEMPLATE)["logits"], zero_shot, atol=1e-5)
     trainable = {name for name, p in learner.named_parameters() if p.requires_grad}
     assert trainable and not any(name.startswith("clip.") for name in trainable)
@@ -128,8 +129,9 @@ def test_aape_with_lambda_zero_trains_the_generator_on_the_task_loss_alone():
         assert model.aggregator.query.weight.grad.abs().sum() > 0
 
 
-def test_aape_reads_no_description_at_test_time():
-    model = build(AAPE).eval()
+@pytest.mark.parametrize("conditioning", ["context", "class_embedding"])
+def test_aape_reads_no_description_at_test_time(conditioning):
+    model = build(AAPE, conditioning=conditioning).eval()
     with torch.no_grad():
         model.to_context.weight.normal_(0, 0.1)
     images, labels = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
@@ -149,3 +151,5 @@ def test_prompt_learner_configuration_errors():
         build(CoOp, init="words")
     with pytest.raises(ConfigError, match="distill_weight"):
         build(AAPE, distill_weight=-1.0)
+    with pytest.raises(ConfigError, match="conditioning must be one of"):
+        build(AAPE, conditioning="image")

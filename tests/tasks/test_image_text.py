@@ -26,6 +26,18 @@ def test_pairs_are_a_pure_function_of_the_batch_index_and_split_across_ranks():
     assert whole["image"].shape == (8, 3, 16, 16) and (whole["tokens"] == EOS_ID).sum(1).eq(1).all()
 
 
+def test_rare_shapes_are_mostly_named_by_their_synonym():
+    import pytest
+    from engine.errors import ConfigError
+    vocab = vocabulary()
+    task = ImageTextPairs(image_size=12, digit_fraction=0.0, rare_shapes=["diamond"], rare_rate=0.0)
+    captions = [vocab.decode(t) for t in task.make_pairs(np.random.default_rng(0), 300, "train")["tokens"]]
+    words = [w for c in captions for w in c.split()]
+    assert "diamond" not in words and "diamonds" not in words and "rhombus" in words and "circle" in words
+    with pytest.raises(ConfigError, match="rare_shapes must be a list of shapes"):
+        ImageTextPairs(rare_shapes=["hexagon"])
+
+
 def test_captions_name_the_colour_and_shape_that_are_drawn():
     rng = np.random.default_rng(0)
     vocab = vocabulary()
