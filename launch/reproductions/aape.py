@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# AAPE at CPU scale: few-shot base-to-new prompt learning on a frozen mini-CLIP", "",
         f"Command: `{command.strip()}`", "",
-        f"Budget: mini-CLIP pre-trained for {args.pretrain_steps} steps of 128 pairs ({pretrain_minutes:.1f} min); "
+        f"Budget: mini-CLIP pre-trained for {args.pretrain_steps} steps of 128 pairs ({pretrain_minutes:.1f} min in "
+        "this command; finished runs are reused, not trained again); "
         f"each prompt run {args.steps} steps of 32 images; seeds {seeds} (seed = few-shot draw + initialisation); "
         f"total {total:.1f} min on this machine ("
         + ", ".join(f"{m} {v:.1f} min" for m, v in minutes.items()) + ").", "",
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"distractor descriptions, against {100 * statistics.mean(b for _, b in shares):.1f}% for "
                       f"uniform weights (mean over {len(shares)} AAPE runs, last logged training step)."]
     with open(os.path.join(args.out, "table.md"), "w") as handle:
-        handle.write("\n".join(lines))
+        handle.write("\n".join(lines) + "\n")
     with open(os.path.join(args.out, "results.json"), "w") as handle:
         json.dump({"pretrain": pretrain_metrics, "results": results, "minutes": minutes}, handle, indent=1)
     plot(results, shots, "harmonic_mean", os.path.join(args.out, "harmonic_mean.png"))
