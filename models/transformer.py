@@ -1,6 +1,8 @@
 """Transformer encoder classifier: token + position embeddings, pre-norm blocks, CLS or mean pooling."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import gin
 import torch
 from torch import nn
@@ -33,8 +35,10 @@ class TransformerClassifier(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_classes)
 
-    def encode(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(batch, length) tokens -> (batch, length + 1, d_model) states with the CLS token first."""
+    def encode(self, tokens: torch.Tensor, mask: torch.Tensor | None = None,
+               keep: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(batch, length) tokens -> (batch, length + 1, d_model) states with the CLS token first;
+        `keep` collects the states after each block."""
         cls = torch.full_like(tokens[:, :1], self.cls_id)
         x = self.embed(torch.cat([cls, tokens], dim=1))
         if mask is not None:
@@ -42,7 +46,20 @@ class TransformerClassifier(nn.Module):
         x = self.dropout(self.positions(x))
         for block in self.blocks:
             x = block(x, mask)
+            if keep is not None:
+                keep.append(x)
         return self.norm(x), mask
+
+    def features(self, tokens: torch.Tensor, mask: torch.Tensor | None = None,
+                 layers: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+        """Pooled states after each wanted block (`layer_k`) and `pre_logits` (what the head
+        reads), for representation probes such as CKA; the StagedModel interface's shape."""
+        states: list[torch.Tensor] = []
+        x, full_mask = self.encode(tokens, mask, keep=states)
+        wanted = set(range(1, len(states) + 1) if layers is None else layers)
+        out = {f"layer_{k}": pool(h, full_mask, self.pooling) for k, h in enumerate(states, start=1) if k in wanted}
+        out["pre_logits"] = pool(x, full_mask, self.pooling)
+        return out
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         x, mask = self.encode(tokens, mask)
