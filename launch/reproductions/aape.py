@@ -103,7 +103,9 @@ def plot(results: dict, shots: list[int], metric: str, path: str) -> None:
             values = [100 * r[metric] for r in (by_shots.get(k) or by_shots.get(0))]
             means.append(statistics.mean(values))
             spreads.append(statistics.stdev(values) if len(values) > 1 else 0.0)
-        axis.errorbar(shots, means, yerr=spreads, marker="o", capsize=3, label={**METHODS, **ABLATIONS}[method][0])
+        every = {**METHODS, **ABLATIONS}
+        axis.errorbar(shots, means, yerr=spreads, marker="o", capsize=3, label=every[method][0],
+                      color=f"C{list(every).index(method)}")  # one colour per method in every figure
     axis.set_xscale("log", base=2)
     axis.set_xticks(shots, [str(k) for k in shots])
     axis.set_xlabel("shots per base class")
