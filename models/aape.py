@@ -22,6 +22,7 @@ from models.prompting import ImageConditionedPrompts
 
 
 CONDITIONING = ("context", "class_embedding")
+AGGREGATORS = ("attention", "mean")
 
 
 class DescriptionAggregator(nn.Module):
@@ -34,14 +35,20 @@ class DescriptionAggregator(nn.Module):
     With `init_scale`, the query and key projections start as scaled identities, so each head
     starts by scoring `init_scale` x (image . description) on its slice of the embedding: CLIP's
     own similarity, which already gives distractors little weight; training refines it.
+    `kind = 'mean'` is the paper's weaker ablation: uniform weights over the real descriptions.
     """
 
-    def __init__(self, embed_dim: int, num_heads: int = 4, init_scale: float | None = None) -> None:
+    def __init__(self, embed_dim: int, num_heads: int = 4, init_scale: float | None = None,
+                 kind: str = "attention") -> None:
         super().__init__()
+        require(kind in AGGREGATORS, f"AAPE.aggregator must be one of {AGGREGATORS}, got {kind!r}")
+        self.kind = kind
         require(num_heads >= 1 and embed_dim % num_heads == 0,
                 f"the aggregator's num_heads = {num_heads} must divide embed_dim = {embed_dim}")
         require(init_scale is None or init_scale > 0, f"the aggregator's init_scale must be positive, got {init_scale}")
         self.num_heads = num_heads
+        if kind == "mean":
+            return  # nothing to learn: the summary is the mean of the real descriptions
         self.query = nn.Linear(embed_dim, embed_dim)
         self.key = nn.Linear(embed_dim, embed_dim)
         if init_scale is not None:
@@ -53,6 +60,9 @@ class DescriptionAggregator(nn.Module):
 
     def weights(self, image: torch.Tensor, descriptions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, E) queries, (B, N, E) descriptions, (B, N) mask -> (B, N) weights summing to one."""
+        if self.kind == "mean":
+            valid = mask.to(descriptions.dtype)
+            return valid / valid.sum(dim=-1, keepdim=True)
         batch, count, dim = descriptions.shape
         head = dim // self.num_heads
         q = self.query(image).view(batch, self.num_heads, head)
@@ -77,12 +87,13 @@ class AAPE(ImageConditionedPrompts):
     (CoCoOp's place for an image-conditioned prompt). `distill_weight` is lambda; the aggregator
     is trained by InfoNCE between p(x) and f(x) over the batch ("CLIP reward"), weighted by
     `aggregator_weight`. Both losses come back as the (already weighted) 'aux_loss'.
+    `aggregator = 'mean'` replaces the attention by the plain mean of the descriptions (ablation).
     """
 
     def __init__(self, *, clip: Callable[[], CLIP] = CLIP, context_length: int = 4, init: str = "template",
                  generator_hidden: int = 128, aggregator_heads: int = 4, distill_weight: float = 1.0,
                  aggregator_weight: float = 1.0, aggregator_init_scale: float | None = 20.0,
-                 conditioning: str = "context") -> None:
+                 conditioning: str = "context", aggregator: str = "attention") -> None:
         super().__init__(clip=clip, context_length=context_length, init=init)
         require(conditioning in CONDITIONING, f"AAPE.conditioning must be one of {CONDITIONING}, got {conditioning!r}")
         self.conditioning = conditioning
@@ -98,7 +109,7 @@ class AAPE(ImageConditionedPrompts):
         self.to_context = nn.Linear(embed, width)
         nn.init.zeros_(self.to_context.weight)
         nn.init.zeros_(self.to_context.bias)
-        self.aggregator = DescriptionAggregator(embed, aggregator_heads, aggregator_init_scale)
+        self.aggregator = DescriptionAggregator(embed, aggregator_heads, aggregator_init_scale, kind=aggregator)
 
     def forward(self, images: torch.Tensor, names: torch.Tensor, template: torch.Tensor, *,
                 labels: torch.Tensor | None = None, descriptions: torch.Tensor | None = None,

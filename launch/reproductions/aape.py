@@ -33,6 +33,8 @@ ABLATIONS = {
     "aape_lambda0": ("AAPE, lambda = 0 (no distillation)", "gin/aape/aape.gin", ["AAPE.distill_weight = 0.0"]),
     "aape_class_embedding": ("AAPE, a(x) added to the class embeddings", "gin/aape/aape.gin",
                              ["AAPE.conditioning = 'class_embedding'"]),
+    "aape_mean_aggregator": ("AAPE, mean of the descriptions (no attention)", "gin/aape/aape.gin",
+                             ["AAPE.aggregator = 'mean'"]),
 }
 METRICS = ("base_accuracy", "new_accuracy", "harmonic_mean", "ood_accuracy")
 
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-steps", type=int, default=1000)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--ablations", action="store_true",
-                        help="also run AAPE with lambda = 0 and with a(x) added to the class embeddings")
+                        help="also run AAPE with lambda = 0, with a(x) added to the class embeddings "
+                             "and with a mean aggregator")
     parser.add_argument("--bind", action="append", default=[], help="extra gin binding for the prompt runs")
     parser.add_argument("--runs", default=os.path.join(REPO, "runs", "aape"))
     parser.add_argument("--out", default=os.path.join(REPO, "results", "aape"))

@@ -57,6 +57,26 @@ def test_aggregator_weights_sum_to_one_and_ignore_padded_descriptions():
     assert torch.allclose(summary[1], (weights[1, :, None] * texts[1]).sum(0), atol=1e-6)  # values: the texts
 
 
+def test_mean_aggregator_averages_the_real_descriptions_only():
+    image, texts = torch.randn(2, 8), torch.randn(2, 5, 8)
+    mask = torch.tensor([[True, True, False, True, False], [True] * 5])
+    summary, weights = DescriptionAggregator(8, num_heads=4, kind="mean")(image, texts, mask)
+    assert torch.allclose(summary[0], texts[0, mask[0]].mean(0), atol=1e-6)
+    assert torch.allclose(summary[1], texts[1].mean(0), atol=1e-6)
+    assert torch.allclose(weights.sum(-1), torch.ones(2))
+    with pytest.raises(ConfigError, match="aggregator"):
+        DescriptionAggregator(8, kind="max")
+
+
+def test_aape_with_a_mean_aggregator_still_distils_the_generator():
+    images, labels = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    model = build(AAPE, aggregator="mean")
+    assert not list(model.aggregator.parameters())
+    task_loss, out = aape_losses(model, images, labels)
+    (task_loss + out["aux_loss"]).backward()
+    assert float(out["distill"]) > 0 and model.generator[0].weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("cls, kwargs", [(CoOp, {}), (CoCoOp, {}), (AAPE, {}),
                                          (AAPE, {"conditioning": "class_embedding"})])
 def test_every_prompt_learner_starts_as_the_zero_shot_classifier(cls, kwargs):
