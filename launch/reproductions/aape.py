@@ -36,6 +36,7 @@ ABLATIONS = {
     "aape_mean_aggregator": ("AAPE, mean of the descriptions (no attention)", "gin/aape/aape.gin",
                              ["AAPE.aggregator = 'mean'"]),
 }
+METHOD_LABELS = {key: label for key, (label, _, _) in {**METHODS, **ABLATIONS}.items()}
 METRICS = ("base_accuracy", "new_accuracy", "harmonic_mean", "ood_accuracy")
 
 
@@ -87,7 +88,7 @@ def table_rows(results: dict[str, dict[int, list[dict[str, float]]]], shots: lis
             runs = by_shots.get(k) or by_shots.get(0)
             if not runs:
                 continue
-            row = {"shots": k, "method": {**METHODS, **ABLATIONS}[method][0], "seeds": len(runs)}
+            row = {"shots": k, "method": METHOD_LABELS[method], "seeds": len(runs)}
             row.update({name: mean_std([r[name] for r in runs]) for name in METRICS})
             rows.append(row)
     return rows
@@ -175,13 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         "(ood). Zero-shot runs once (its accuracy depends on neither shots nor seed).", "",
         markdown_table(rows, ["shots", "method", "seeds", *METRICS]),
     ]
-    shares = [(r["attention/distractor_share"], r["attention/distractor_share_uniform"])
-              for by_shots in results.values() for runs in by_shots.values() for r in runs
-              if "attention/distractor_share" in r]
-    if shares:
-        lines += ["", f"AAPE's aggregator puts {100 * statistics.mean(a for a, _ in shares):.1f}% of its weight on "
-                      f"distractor descriptions, against {100 * statistics.mean(b for _, b in shares):.1f}% for "
-                      f"uniform weights (mean over {len(shares)} AAPE runs, last logged training step)."]
+    for method, by_shots in results.items():  # per method: a mean aggregator gives uniform weights by design
+        shares = [(r["attention/distractor_share"], r["attention/distractor_share_uniform"])
+                  for runs in by_shots.values() for r in runs if "attention/distractor_share" in r]
+        if shares:
+            lines += ["", f"{METHOD_LABELS[method]}: the aggregator puts "
+                          f"{100 * statistics.mean(a for a, _ in shares):.1f}% of its weight on distractor descriptions, "
+                          f"against {100 * statistics.mean(b for _, b in shares):.1f}% for uniform weights (mean over "
+                          f"{len(shares)} runs, last logged training step)."]
     with open(os.path.join(args.out, "table.md"), "w") as handle:
         handle.write("\n".join(lines) + "\n")
     with open(os.path.join(args.out, "results.json"), "w") as handle:
