@@ -10,13 +10,12 @@ printed (time ratio) / (sample ratio) against 16 samples, measured in this proce
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import time
 
 import torch
 
-from launch.benchmarks._timing import interleaved
+from launch.benchmarks._timing import interleaved, training_seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -48,23 +47,6 @@ def render_seconds(model, samples: int, rays: int, scenes: int, backward: bool) 
     return time.perf_counter() - start
 
 
-def steps_per_second(task, model, batch_size: int, warm: int, steps: int) -> float:
-    """Stage-1 steps/s: render, decode poses, loss, backward and AdamW on pre-generated batches."""
-    from engine.task import Shard
-    batches = list(itertools.islice(task.batches("train", Shard(batch_size=batch_size)), warm + steps))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    model.train()
-    start = 0.0
-    for index, batch in enumerate(batches):
-        if index == warm:
-            start = time.perf_counter()
-        loss, _ = task.loss(model, batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return steps / (time.perf_counter() - start)
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gin", default=os.path.join(REPO, "gin", "gaudi_rooms.gin"))
@@ -92,7 +74,7 @@ def main(argv: list[str]) -> int:
             time_ratio, sample_ratio = timings[n] / timings[counts[0]], n / counts[0]
             print(f"{n:>8} {rate:>10.0f} {time_ratio:>11.2f} {sample_ratio:>13.2f} {time_ratio / sample_ratio:>18.2f}")
     model.samples_per_ray = configured
-    rate = steps_per_second(task, model, batch_size, args.warm_steps, args.train_steps)
+    rate = args.train_steps / training_seconds(task, model, batch_size, args.warm_steps, args.train_steps)
     scenes = task.scenes
     rays = batch_size * scenes.frames * task.rays_per_frame
     print(f"stage 1: {rate:.2f} steps/s ({batch_size} trajectories x {scenes.frames} frames x "
