@@ -76,10 +76,16 @@ def write_strips(root: str, keys: list[str], out: str) -> list[str]:
             save_png(images["eval_train/reconstruction"], os.path.join(out, written[-1]))
     for key in keys:
         images = last_images(os.path.join(root, key, "prior"))
-        for tag in ("samples", "interpolation", "flythrough_0", "flythrough_1"):
+        for tag in ("samples", "flythrough_0", "flythrough_1"):
             if f"eval_train/{tag}" in images:
                 written.append(f"{tag}_{key}.png")
                 save_png(images[f"eval_train/{tag}"], os.path.join(out, written[-1]))
+        # The interpolation runs between two training latents: the same strip for every prior of one
+        # auto-decoder, so it is written once per auto-decoder.
+        interpolation = f"interpolation_{PRIORS[key][2]}.png"
+        if "eval_train/interpolation" in images and interpolation not in written:
+            written.append(interpolation)
+            save_png(images["eval_train/interpolation"], os.path.join(out, interpolation))
     return written
 
 
