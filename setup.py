@@ -20,6 +20,8 @@ setup(
         "deepspeed": ["deepspeed>=0.19"],
         "fairscale": ["fairscale>=0.4.13"],
         "data": ["scikit-learn", "matplotlib"],
+        # Only to cross-check models/clip_hf.py against transformers.CLIPModel (the loader itself needs none).
+        "hf": ["transformers"],
         "test": ["pytest", "pytest-xdist"],
     },
 )

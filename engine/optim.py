@@ -8,26 +8,60 @@ so their state round-trips through checkpoints with `weights_only=True`.
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import gin
 import torch
+
+from engine.errors import ConfigError
 
 for _cls in (torch.optim.AdamW, torch.optim.Adam, torch.optim.SGD, torch.optim.Adafactor):
     gin.external_configurable(_cls, module="torch.optim")
 
 
 @gin.configurable
-def param_groups(module: torch.nn.Module, *, weight_decay_on_1d: bool = False) -> list[dict]:
-    """Split parameters so biases, norms and other 1-d tensors get no weight decay by default."""
-    decay, no_decay = [], []
-    for param in module.parameters():
+def param_groups(module: torch.nn.Module, *, weight_decay_on_1d: bool = False,
+                 overrides: Mapping[str, Mapping[str, float]] | None = None) -> list[dict]:
+    """Split parameters so biases, norms and other 1-d tensors get no weight decay by default.
+
+    `overrides` maps a sub-module name to its own optimizer options, e.g. the classifier head's
+    weight decay and learning rate of Zhai et al. (2022) / Abnar et al. (2022):
+    `param_groups.overrides = {'head': {'weight_decay': 3.0, 'lr': 1e-3}}`. Its 1-d parameters
+    still get no weight decay unless `weight_decay_on_1d`; the default groups stay first.
+    """
+    overrides = dict(overrides or {})
+    for prefix, options in overrides.items():
+        bad = sorted(set(options) - OVERRIDABLE)
+        if bad or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in options.values()):
+            raise ConfigError(f"param_groups.overrides[{prefix!r}] = {dict(options)!r}: options must be "
+                              f"numbers for {sorted(OVERRIDABLE)}")
+    names = [name for name, _ in module.named_parameters()]
+    for prefix in overrides:
+        if not any(_under(name, prefix) for name in names):
+            raise ConfigError(f"param_groups.overrides names {prefix!r}, which holds no parameters of "
+                              f"{type(module).__name__}; its top-level modules are "
+                              f"{sorted({n.split('.')[0] for n in names})}")
+    groups: dict[tuple[str | None, bool], list] = {}
+    for name, param in module.named_parameters():
         if not param.requires_grad:
             continue
-        (decay if param.dim() >= 2 or weight_decay_on_1d else no_decay).append(param)
-    groups = [{"params": decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+        prefix = next((p for p in overrides if _under(name, p)), None)
+        groups.setdefault((prefix, param.dim() >= 2 or weight_decay_on_1d), []).append(param)
+    out = []
+    for (prefix, decays), params in sorted(groups.items(), key=lambda item: (item[0][0] is not None, not item[0][1])):
+        group = {"params": params, **(overrides[prefix] if prefix is not None else {})}
+        if not decays:
+            group["weight_decay"] = 0.0
+        out.append(group)
+    return out
+
+
+#: Optimizer options a parameter group may set for itself through `param_groups.overrides`.
+OVERRIDABLE = frozenset({"lr", "weight_decay"})
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
 
 
 class _Schedule:

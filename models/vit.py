@@ -14,11 +14,16 @@ from models.layers.staged import StagedModel
 
 @gin.configurable
 class ViT(StagedModel):
-    """ViT classifier; stem = patches + CLS + positions, stages = blocks, readout = norm + pool."""
+    """ViT classifier; stem = patches + CLS + positions, stages = blocks, readout = norm + pool.
+
+    `pre_norm` adds a LayerNorm after the embeddings and `activation_name` fixes the blocks'
+    activation, as CLIP's image tower has them (pre-LayerNorm, quick-GELU).
+    """
 
     def __init__(self, *, image_size: int, patch_size: int, num_classes: int, channels: int = 3,
                  d_model: int = 64, num_heads: int = 4, num_layers: int = 4, d_ff: int | None = None,
-                 dropout: float = 0.0, pooling: str = "cls") -> None:
+                 dropout: float = 0.0, pooling: str = "cls", pre_norm: bool = False,
+                 activation_name: str | None = None) -> None:
         super().__init__()
         require(d_model % num_heads == 0, f"num_heads = {num_heads} does not divide d_model = {d_model}")
         check_pooling(pooling)
@@ -27,7 +32,9 @@ class ViT(StagedModel):
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model))
         self.positions = nn.Parameter(torch.randn(1, self.patches.num_patches + 1, d_model) * 0.02)
         self.dropout = nn.Dropout(dropout)
-        self.stages = nn.ModuleList(TransformerBlock(d_model, num_heads, d_ff or 4 * d_model, dropout=dropout)
+        self.pre_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
+        self.stages = nn.ModuleList(TransformerBlock(d_model, num_heads, d_ff or 4 * d_model, dropout=dropout,
+                                                     activation_name=activation_name)
                                     for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, num_classes)
@@ -36,7 +43,7 @@ class ViT(StagedModel):
         """Patch tokens with the CLS token first and positions added."""
         x = self.patches(images)
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], dim=1)
-        return self.dropout(x + self.positions)
+        return self.pre_norm(self.dropout(x + self.positions))
 
     def readout(self, hidden: torch.Tensor) -> torch.Tensor:
         return pool(self.norm(hidden), None, self.pooling)

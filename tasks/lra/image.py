@@ -11,28 +11,22 @@ import os
 import gin
 import numpy as np
 
-from engine.errors import ConfigError
 from tasks.images.digits import digits
+from tasks.images.files import read_cifar_batches as read_rgb_cifar_batches
 from tasks.lra.base import SequenceTask, release_dir
 
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_FILE = "test_batch.bin"
-RECORD = 1 + 3 * 32 * 32
 GRAY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140])  # tf.image.rgb_to_grayscale
 
 
 def read_cifar_batches(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(grayscale uint8 (n, 1024), labels) from CIFAR-10 binary batch files."""
-    records = []
-    for path in paths:
-        raw = np.fromfile(path, dtype=np.uint8)
-        if raw.size % RECORD:
-            raise ConfigError(f"{path} is not a CIFAR-10 binary batch ({raw.size} bytes, not a multiple of {RECORD})")
-        records.append(raw.reshape(-1, RECORD))
-    records = np.concatenate(records)
-    rgb = records[:, 1:].reshape(-1, 3, 32 * 32).astype(np.float64)
+    """(grayscale uint8 (n, 1024), labels) from CIFAR-10 binary batch files (read as RGB by the
+    shared reader in tasks.images.files)."""
+    rgb, labels = read_rgb_cifar_batches(paths)
+    rgb = rgb.reshape(len(rgb), 3, 32 * 32).astype(np.float64)
     gray = np.round(np.einsum("c,ncp->np", GRAY_WEIGHTS, rgb)).clip(0, 255).astype(np.uint8)
-    return gray, records[:, 0].astype(np.int64)
+    return gray, labels
 
 
 def _cifar_folder(folder: str) -> str | None:
