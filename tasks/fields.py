@@ -173,7 +173,10 @@ class FieldDiffusion(Task):
         n = min(len(samples), len(reference))
         ref_features, ref_classes = net.embed(source.feature_input(reference.values))
         features, classes = net.embed(source.feature_input(samples))
-        mean, std = ref_features.mean(0), ref_features.std(0) + 1e-6  # a fixed, data-defined scale
+        # A fixed, data-defined scale. The floor keeps features that (nearly) never fire on the data
+        # from blowing up a sample's distance when they do fire on it.
+        mean, std = ref_features.mean(0), ref_features.std(0)
+        std = np.maximum(std, 1e-2 * std.mean() + 1e-8)
         ref_features, features = (ref_features - mean) / std, (features - mean) / std
         precision, recall = gm.precision_recall(ref_features[:n], features[:n])
         train_values = source.pool("train").values

@@ -20,7 +20,9 @@ StepHook = Callable[[int, int, torch.Tensor, torch.Tensor], None]
 
 
 def _noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    # Draw on the generator's device (a CPU generator keeps GPU runs reproducible), then move.
+    device = x.device if generator is None else generator.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
 class Sampler:

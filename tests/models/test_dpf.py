@@ -117,7 +117,7 @@ def test_the_model_learns_to_read_a_field_from_its_context():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss) / float(target.var()))
+        losses.append(loss.item() / float(target.var()))
     assert sum(losses[-10:]) / 10 < 0.2
 
 
