@@ -22,3 +22,25 @@ class Stopwatch:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def training_seconds(task, model, batch_size: int, warm: int, steps: int) -> float:
+    """Seconds for `steps` training steps (task loss, backward, AdamW) on pre-generated batches of
+    the task's 'train' split, after `warm` untimed steps."""
+    import itertools
+
+    import torch
+
+    from engine.task import Shard
+    batches = list(itertools.islice(task.batches("train", Shard(batch_size=batch_size)), warm + steps))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+    start = 0.0
+    for index, batch in enumerate(batches):
+        if index == warm:
+            start = time.perf_counter()
+        loss, _ = task.loss(model, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start

@@ -1,0 +1,69 @@
+"""Metrics of rendered scenes and camera paths: PSNR, pose errors, path smoothness, and whether a
+camera stands inside a closed room, for ground truth (a box test) and for any radiance field
+(every direction around the camera must hit a surface, and the camera must not sit in matter).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from models.layers.cameras import rotation_angle
+
+# 26 directions: the faces, edges and corners of a cube around the camera.
+_GRID = torch.stack(torch.meshgrid(*[torch.tensor([-1.0, 0.0, 1.0])] * 3, indexing="ij"), -1).reshape(-1, 3)
+ENCLOSURE_DIRECTIONS = torch.nn.functional.normalize(_GRID[_GRID.abs().sum(-1) > 0], dim=-1)
+
+
+def psnr(mse: torch.Tensor | float) -> torch.Tensor:
+    """Peak signal-to-noise ratio (dB) of images in [0, 1] from their mean squared error."""
+    return -10 * torch.log10(torch.as_tensor(mse).clamp(min=1e-10))
+
+
+def pose_errors(quaternions: torch.Tensor, translations: torch.Tensor, true_quaternions: torch.Tensor,
+                true_translations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-frame rotation error (degrees) and translation error (world units)."""
+    angle = torch.rad2deg(rotation_angle(quaternions, true_quaternions))
+    return angle, (translations - true_translations).norm(dim=-1)
+
+
+def path_steps(quaternions: torch.Tensor, translations: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per trajectory (B, F, ...): mean step length and mean turn between frames, and the mean
+    second differences of position and of heading, which vanish for a constant-speed straight
+    walk with a steady turn (the smoothness of a path, in world units and degrees)."""
+    steps = translations[:, 1:] - translations[:, :-1]
+    turns = torch.rad2deg(rotation_angle(quaternions[:, 1:], quaternions[:, :-1]))
+    return {"step": steps.norm(dim=-1).mean(1), "turn": turns.mean(1),
+            "position_jerk": (steps[:, 1:] - steps[:, :-1]).norm(dim=-1).mean(1),
+            "turn_jerk": (turns[:, 1:] - turns[:, :-1]).abs().mean(1)}
+
+
+def inside_box(positions: torch.Tensor, half_extents: torch.Tensor) -> torch.Tensor:
+    """(B, F, 3) camera positions and (B, 3) room interiors -> (B, F) whether each camera is inside."""
+    return (positions.abs() < half_extents[:, None, :]).all(-1)
+
+
+# (planes (B, ...), origins (B, N, 3), unit directions (B, N, 3)) -> {'opacity': (B, N), 'depth': ...}
+RenderRays = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+
+@torch.no_grad()
+def enclosed(render_rays: RenderRays, planes: torch.Tensor, positions: torch.Tensor, *, min_opacity: float = 0.9,
+             free_radius: float = 0.1) -> torch.Tensor:
+    """(B, F) whether each camera position (B, F, 3) of scene b stands inside a closed room of the
+    field `planes[b]`: rays in 26 directions all become opaque (>= `min_opacity`), none of them
+    closer than `free_radius` (a camera inside a wall or an object stops every ray at once)."""
+    batch, frames = positions.shape[:2]
+    directions = ENCLOSURE_DIRECTIONS.to(positions)
+    count = len(directions)
+    origins = positions[:, :, None, :].expand(batch, frames, count, 3).reshape(batch, frames * count, 3)
+    rays = directions.expand(batch, frames, count, 3).reshape(batch, frames * count, 3)
+    out = render_rays(planes, origins, rays)
+    distance = out["depth"] / out["opacity"].clamp(min=1e-6)  # where the ray's light came from, on average
+    ok = (out["opacity"] >= min_opacity) & (distance >= free_radius)
+    return ok.view(batch, frames, count).all(-1)
+
+
+def fraction(values: torch.Tensor | np.ndarray) -> float:
+    return float(torch.as_tensor(values).float().mean())
