@@ -9,13 +9,12 @@ part linear in the number of queries: the printed (time ratio) / (query ratio) a
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import time
 
 import torch
 
-from launch.benchmarks._timing import interleaved
+from launch.benchmarks._timing import interleaved, training_seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -34,19 +33,7 @@ def build(gin_file: str):
 
 def training_rate(task, model, batch_size: int, warm: int, steps: int) -> float:
     """Fields per second of forward + backward + AdamW on pre-generated batches."""
-    from engine.task import Shard
-    batches = list(itertools.islice(task.batches("train", Shard(batch_size=batch_size)), warm + steps))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    model.train()
-    start = 0.0
-    for index, batch in enumerate(batches):
-        if index == warm:
-            start = time.perf_counter()
-        loss, _ = task.loss(model, batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return steps * batch_size / (time.perf_counter() - start)
+    return steps * batch_size / training_seconds(task, model, batch_size, warm, steps)
 
 
 def sampling_seconds(task, model, side: int, fields: int) -> float:
