@@ -10,10 +10,31 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import require
 from models.layers.router import Routing
+
+
+class Generator(nn.Linear):
+    """z -> gain * G z + b, with gain = 1 / d_embed and G stored d_embed times larger.
+
+    The function is that of a plain linear map with weights of std `weight_std`, but Adam moves
+    each stored entry by about the learning rate, and those steps add up coherently over the
+    d_embed entries of z: without the gain, generated weights would train d_embed times faster
+    than an ordinary layer's (and a Hyper-UT would collapse to one ACT step).
+    """
+
+    def __init__(self, d_embed: int, size: int, *, weight_std: float, bias: bool = True) -> None:
+        super().__init__(d_embed, size, bias=bias)
+        self.gain = 1.0 / d_embed
+        nn.init.normal_(self.weight, std=weight_std * d_embed)
+        if bias:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return F.linear(z, self.weight * self.gain, self.bias)
 
 
 class GeneratedLinear(nn.Module):
@@ -27,20 +48,14 @@ class GeneratedLinear(nn.Module):
         scale = 1.0 / math.sqrt(d_in)
         if rank is None:
             # The generator's bias is the weight every z shares; its matrix adds the z-dependent part.
-            self.weights = nn.Linear(d_embed, d_in * d_out)
-            nn.init.normal_(self.weights.weight, std=scale / math.sqrt(d_embed))
+            self.weights = Generator(d_embed, d_in * d_out, weight_std=scale / math.sqrt(d_embed))
             nn.init.uniform_(self.weights.bias, -scale, scale)
         else:
             self.base = nn.Parameter(torch.empty(d_in, d_out).uniform_(-scale, scale))
-            self.left = nn.Linear(d_embed, d_in * rank, bias=False)
-            self.right = nn.Linear(d_embed, rank * d_out, bias=False)
             # A(z) entries ~ 1/sqrt(rank), B(z) entries ~ scale: A(z) B(z) starts at a plain layer's scale.
-            nn.init.normal_(self.left.weight, std=1.0 / math.sqrt(d_embed * rank))
-            nn.init.normal_(self.right.weight, std=scale / math.sqrt(d_embed))
-        self.bias = nn.Linear(d_embed, d_out) if bias else None
-        if self.bias is not None:
-            nn.init.normal_(self.bias.weight, std=0.01)
-            nn.init.zeros_(self.bias.bias)
+            self.left = Generator(d_embed, d_in * rank, weight_std=1.0 / math.sqrt(d_embed * rank), bias=False)
+            self.right = Generator(d_embed, rank * d_out, weight_std=scale / math.sqrt(d_embed), bias=False)
+        self.bias = Generator(d_embed, d_out, weight_std=0.01) if bias else None
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """The full weight matrices W(z): (..., d_in, d_out) for embeddings z (..., d_embed)."""

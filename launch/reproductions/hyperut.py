@@ -1,0 +1,258 @@
+"""Hyper-UT at CPU scale: five C-PVR models and ViT vs HyperU-ViT on two image sets.
+
+    python launch/reproduce.py hyperut [--seeds 0,1] [--steps 1500] [--image-steps 1000] [--only cpvr|images]
+
+C-PVR: Transformer, UT, UT+ACT, Hyper and Hyper-UT train with the same budget and seeds on the
+training hops of gin/base/cpvr_hops.gin and are evaluated on every hop count; the table gives
+per-hop accuracy, the accuracy on examples the chain-free shortcut gets wrong, and mean ponder
+steps, in and out of the training range. Images: ViT vs U-ViT vs HyperU-ViT on scikit-learn
+digits and on textured shapes: accuracy, average layers used and measured FLOPs per image
+(halted images really leave the batch, so the FLOP counter sees the saving).
+Writes results/hyperut/{table.md, cpvr_hops.png, images.png}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from typing import Any, Sequence
+
+from launch.experiment import REPO, markdown_table, run_config
+
+CPVR_MODELS = (  # name, gin files (later files win)
+    ("Transformer", ("gin/transformer_pvr.gin", "gin/base/cpvr_hops.gin", "gin/base/transformer_cpvr.gin")),
+    ("UT", ("gin/ut_pvr.gin",)),
+    ("UT+ACT", ("gin/ut_act_pvr.gin",)),
+    ("Hyper", ("gin/hyper_pvr.gin",)),
+    ("Hyper-UT", ("gin/hyperut_pvr.gin",)),
+)
+IMAGE_MODELS = (
+    ("ViT", "gin/vit_digits.gin", "ViT"),
+    ("U-ViT", "gin/uvit_digits.gin", "UniversalViT"),
+    ("HyperU-ViT", "gin/hyperut_vit_digits.gin", "HyperUViT"),
+)
+IMAGE_TASKS = (  # name, extra gin file (None: digits as in the files)
+    ("digits 16x16", None),
+    ("textured shapes 32x32", "gin/base/textured_shapes.gin"),
+)
+
+
+def mean_std(values: Sequence[float]) -> str:
+    values = [v for v in values if v == v]
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def final_eval(result: Any) -> dict[str, float]:
+    return {k: float(v) for k, v in result.metrics.get("eval", {}).items() if isinstance(v, (int, float))}
+
+
+def train_once(files: Sequence[str], bindings: Sequence[str], workdir: str) -> tuple[Any, float]:
+    """Run a configuration (a finished run in `workdir` only reports again) and return its result
+    with the CPU seconds its training took, remembered beside the run for later reports."""
+    record = os.path.join(workdir, "cpu_seconds.json")
+    start = time.process_time()
+    result = run_config(files, bindings, workdir)
+    if not os.path.exists(record):
+        with open(record, "w") as handle:
+            json.dump({"cpu_seconds": time.process_time() - start}, handle)
+    with open(record) as handle:
+        return result, json.load(handle)["cpu_seconds"]
+
+
+def run_cpvr(args: argparse.Namespace, workdir: str) -> tuple[list[dict], dict[str, list[dict]]]:
+    seeds = [int(s) for s in args.seeds.split(",")]
+    per_model: dict[str, list[dict]] = {}
+    wanted = args.models.split(",") if args.models else [name for name, _ in CPVR_MODELS]
+    for name, files in CPVR_MODELS:
+        if name not in wanted:
+            continue
+        for seed in seeds:
+            bindings = [f"train.seed = {seed}", "train.checkpoint_every = 0", "train.log_every = 100"]
+            if args.steps:
+                bindings += [f"train.steps = {args.steps}", f"train.eval_every = {args.steps}"]
+            result, seconds = train_once(files, bindings, os.path.join(workdir, "cpvr", name.replace("+", "_"),
+                                                                      f"seed{seed}"))
+            metrics = final_eval(result)
+            metrics["seconds"] = seconds
+            per_model.setdefault(name, []).append(metrics)
+            print(f"{name} seed {seed}: accuracy in {metrics.get('accuracy/in_range', float('nan')):.3f} "
+                  f"out {metrics.get('accuracy/out_of_range', float('nan')):.3f} ({metrics['seconds']:.0f} s)",
+                  flush=True)
+    rows = []
+    for name, runs in per_model.items():
+        row = {"model": name}
+        for key, column in (("accuracy/in_range", "acc. in range"), ("accuracy/out_of_range", "acc. out of range"),
+                            ("accuracy_no_shortcut/in_range", "no-shortcut acc. in"),
+                            ("accuracy_no_shortcut/out_of_range", "no-shortcut acc. out"),
+                            ("ponder/in_range", "ponder in"), ("ponder/out_of_range", "ponder out")):
+            row[column] = mean_std([r.get(key, float("nan")) for r in runs])
+        row["CPU s / run"] = f"{statistics.mean(r['seconds'] for r in runs):.0f}"
+        rows.append(row)
+    return rows, per_model
+
+
+def hop_table(per_model: dict[str, list[dict]], prefix: str, hops: range) -> str:
+    rows = []
+    for name, runs in per_model.items():
+        row = {"model": name}
+        for k in hops:
+            values = [r.get(f"{prefix}/hops_{k}", float("nan")) for r in runs]
+            values = [v for v in values if v == v]
+            row[f"{k}"] = statistics.mean(values) if values else None
+        rows.append(row)
+    return markdown_table(rows, ["model"] + [f"{k}" for k in hops], floatfmt=".2f")
+
+
+def run_images(args: argparse.Namespace, workdir: str) -> list[dict]:
+    import torch
+
+    from engine.analysis import measured_flops
+    from engine.task import Shard
+    rows = []
+    for task_name, task_file in IMAGE_TASKS:
+        for name, gin_file, _ in IMAGE_MODELS:
+            files = [gin_file] + ([task_file] if task_file else [])
+            bindings = ["train.checkpoint_every = 0", "train.log_every = 100"]
+            if args.image_steps:
+                bindings += [f"train.steps = {args.image_steps}", f"train.eval_every = {args.image_steps}"]
+            result, seconds = train_once(files, bindings, os.path.join(workdir, "images", task_name.split()[0], name))
+            metrics = final_eval(result)
+            model = result.model.eval()
+            batch = next(iter(_task_for(files, bindings).batches("eval", Shard(batch_size=64))))
+            with torch.no_grad():
+                flops = measured_flops(lambda: model(batch["image"])) / len(batch["image"])
+                output = model(batch["image"])
+            layers = float(output["ponder"].mean()) if isinstance(output, dict) and "ponder" in output \
+                else float(len(model.stages))
+            rows.append({"task": task_name, "model": name, "accuracy": metrics.get("accuracy"),
+                         "average layers": layers, "MFLOPs / image": flops / 1e6,
+                         "CPU s": seconds})
+            print(f"{task_name} {name}: accuracy {metrics.get('accuracy', float('nan')):.3f}, layers {layers:.2f}, "
+                  f"{flops / 1e6:.2f} MFLOPs", flush=True)
+    return rows
+
+
+def _task_for(files: Sequence[str], bindings: Sequence[str]):
+    """The task the configuration builds (gin is re-parsed; only the task is constructed)."""
+    import gin
+
+    from engine import config
+    from launch.experiment import gin_path
+    config.reset()
+    try:
+        config.parse([gin_path(f) for f in files], list(bindings))
+        task = gin.query_parameter("train.task")
+        return task.scoped_configurable_fn() if hasattr(task, "scoped_configurable_fn") else task
+    finally:
+        config.reset()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--steps", type=int, default=1500, help="C-PVR steps per run (0: the gin files' 2000)")
+    parser.add_argument("--image-steps", type=int, default=1000, help="image steps per run (0: the gin files')")
+    parser.add_argument("--only", choices=["cpvr", "images"])
+    parser.add_argument("--models", default="", help="comma-separated C-PVR model names (default: all five)")
+    parser.add_argument("--out", default=os.path.join(REPO, "results", "hyperut"))
+    parser.add_argument("--workdir", default=os.path.join(REPO, "runs", "reproduce_hyperut"))
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    torch_threads()
+    cpu_seconds = 0.0
+    sections = []
+    command = "python launch/reproduce.py hyperut " + " ".join(argv)
+    if args.only != "images":
+        rows, per_model = run_cpvr(args, args.workdir)
+        cpu_seconds += sum(r["seconds"] for runs in per_model.values() for r in runs)
+        hops = _eval_hops()
+        columns = ["model", "acc. in range", "acc. out of range", "no-shortcut acc. in", "no-shortcut acc. out",
+                   "ponder in", "ponder out", "CPU s / run"]
+        sections += ["## C-PVR (mean ± std over seeds " + args.seeds + ")\n", markdown_table(rows, columns),
+                     "\nAccuracy per hop count:\n", hop_table(per_model, "accuracy", hops),
+                     "\nAccuracy per hop count on examples the shortcut gets wrong:\n",
+                     hop_table(per_model, "accuracy_no_shortcut", hops),
+                     "\nMean ponder steps per hop count:\n", hop_table(per_model, "ponder", hops)]
+        with open(os.path.join(args.out, "cpvr_runs.json"), "w") as handle:
+            json.dump(per_model, handle, indent=1)
+        _plot_cpvr(per_model, hops, os.path.join(args.out, "cpvr_hops.png"))
+    if args.only != "cpvr":
+        image_rows = run_images(args, args.workdir)
+        cpu_seconds += sum(r["CPU s"] for r in image_rows)
+        sections += ["\n## Images (one seed)\n",
+                     markdown_table(image_rows, ["task", "model", "accuracy", "average layers", "MFLOPs / image", "CPU s"])]
+        _plot_images(image_rows, os.path.join(args.out, "images.png"))
+    text = (f"# Hyper-UT reproduction\n\nCommand: `{command.strip()}`. Budget: {cpu_seconds / 60:.1f} CPU minutes "
+            f"of training and evaluation on one thread (process CPU time, which a busy machine does not "
+            f"inflate as it does wall-clock).\n\n" + "\n".join(sections))
+    with open(os.path.join(args.out, "table.md"), "w") as handle:
+        handle.write(text)
+    print(text)
+    return 0
+
+
+def torch_threads() -> None:
+    """One thread, as the CPU figures in the table assume (and the machine is shared)."""
+    import torch
+    torch.set_num_threads(1)
+
+
+def _eval_hops() -> range:
+    import gin
+
+    from engine import config
+    from launch.experiment import gin_path
+    config.reset()
+    try:
+        config.parse([gin_path("gin/hyperut_pvr.gin")], [])
+        lo, hi = gin.query_parameter("CPVR.eval_hops")
+        return range(lo, hi + 1)
+    finally:
+        config.reset()
+
+
+def _plot_cpvr(per_model: dict[str, list[dict]], hops: range, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    import gin  # noqa: F401  (the training range is read from the flagship's config)
+
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for name, runs in per_model.items():
+        for axis, prefix in zip(axes, ("accuracy", "accuracy_no_shortcut", "ponder")):
+            values = [statistics.mean([r.get(f"{prefix}/hops_{k}", float("nan")) for r in runs]) for k in hops]
+            if all(v != v for v in values):
+                continue
+            axis.plot(list(hops), values, marker="o", label=name)
+    for axis, title in zip(axes, ("accuracy", "accuracy where the shortcut fails", "mean ponder steps")):
+        axis.axvspan(0.5, 4.5, alpha=0.12, color="gray")
+        axis.set_xlabel("hops (shaded: training range)")
+        axis.set_title(title)
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _plot_images(rows: list[dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 3.6))
+    for row in rows:
+        marker = "o" if row["task"].startswith("digits") else "s"
+        axis.scatter(row["average layers"], row["accuracy"], marker=marker)
+        axis.annotate(f"{row['model']} ({row['task'].split()[0]})", (row["average layers"], row["accuracy"]),
+                      fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axis.set_xlabel("average layers used per image")
+    axis.set_ylabel("eval accuracy")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
