@@ -28,7 +28,7 @@ def majority_accuracy(labels: np.ndarray, length: int) -> float:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=4000, help="examples per (length, hops) cell")
-    parser.add_argument("--lengths", default="16,24,32,48")
+    parser.add_argument("--lengths", default="16,24,32,48,64")
     parser.add_argument("--hops", default="1,2,3,4,5,6,7,8")
     parser.add_argument("--out", default=os.path.join(REPO, "results", "cpvr_shortcuts"))
     args = parser.parse_args(argv)

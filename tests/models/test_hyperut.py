@@ -142,3 +142,21 @@ def test_hyper_u_vit_removes_halted_images_and_matches_the_masked_run():
 def test_bad_hyper_settings_are_config_errors(bad):
     with pytest.raises(ConfigError):
         HyperBlock(16, 2, 32, **bad)
+
+
+def test_generated_weights_move_at_an_ordinary_layers_pace_under_adam():
+    torch.manual_seed(0)
+    generated, plain = GeneratedLinear(8, 8, d_embed=32), torch.nn.Linear(8, 8)
+    pool = torch.randn(4, 32)
+    weights = torch.softmax(torch.randn(16, 4) * 3, dim=-1)
+    x = torch.randn(16, 5, 8)
+    before = generated.example_weights(routing(weights, pool)).detach()
+    plain_before = plain.weight.detach().clone()
+    for layer, run in ((generated, lambda: generated(x, routing(weights, pool))), (plain, lambda: plain(x))):
+        optimizer = torch.optim.Adam(layer.parameters(), lr=1e-3)
+        run().pow(2).mean().backward()
+        optimizer.step()
+    generated_step = (generated.example_weights(routing(weights, pool)).detach() - before).abs().mean()
+    plain_step = (plain.weight.detach() - plain_before).abs().mean()
+    # Without the generator gain the step would be about d_embed (32) times larger.
+    assert generated_step < 3 * plain_step
