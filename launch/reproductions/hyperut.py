@@ -81,6 +81,8 @@ def run_cpvr(args: argparse.Namespace, workdir: str) -> tuple[list[dict], dict[s
             metrics = final_eval(result)
             metrics["seconds"] = seconds
             per_model.setdefault(name, []).append(metrics)
+            if name == "Hyper-UT" and seed == seeds[0]:
+                save_ponder_map(result.model, files, bindings, os.path.join(args.out, "ponder_map.png"))
             print(f"{name} seed {seed}: accuracy in {metrics.get('accuracy/in_range', float('nan')):.3f} "
                   f"out {metrics.get('accuracy/out_of_range', float('nan')):.3f} ({metrics['seconds']:.0f} s)",
                   flush=True)
@@ -95,6 +97,24 @@ def run_cpvr(args: argparse.Namespace, workdir: str) -> tuple[list[dict], dict[s
         row["CPU s / run"] = f"{statistics.mean(r['seconds'] for r in runs):.0f}"
         rows.append(row)
     return rows, per_model
+
+
+def save_ponder_map(model: Any, files: Sequence[str], bindings: Sequence[str], path: str) -> None:
+    """The TensorBoard ponder heat map of the first eval batch (one example per hop), as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import torch
+    from matplotlib import pyplot as plt
+
+    from engine.task import Shard
+    task = _task_for(files, bindings)
+    task.heatmap_examples = 8
+    batch = next(iter(task.batches("eval", Shard(batch_size=64))))
+    model.eval()
+    with torch.no_grad():
+        image = task.ponder_heatmap(batch, task.forward(model, batch))
+    if image is not None:
+        plt.imsave(path, image.as_hwc_float())
 
 
 def hop_table(per_model: dict[str, list[dict]], prefix: str, hops: range) -> str:
