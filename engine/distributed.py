@@ -42,7 +42,23 @@ def init_process_group(timeout_s: float = 600.0) -> None:
         backend = "nccl"
     else:
         backend = "gloo"
-    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    timeout = timedelta(seconds=timeout_s)
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        # torchrun's agent keeps one store across restarts (torch 2.13): without a per-attempt
+        # prefix, restarted gloo ranks read the dead ranks' addresses and cannot connect.
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), env_world_size(),
+                              is_master=False, timeout=timeout)
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group(backend=backend, timeout=timeout, rank=env_rank(), world_size=env_world_size(),
+                                store=dist.PrefixStore(f"/gintrain/attempt_{attempt}", store))
+    else:
+        dist.init_process_group(backend=backend, timeout=timeout)
+
+
+def shutdown() -> None:
+    """Destroy the process group, if one was started."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank() -> int:
@@ -65,6 +81,16 @@ def any_rank(flag: bool) -> bool:
     value = torch.tensor([1.0 if flag else 0.0], device=default_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
+
+
+def all_gather_values(values: list[float]) -> list[list[float]]:
+    """Every rank's `values` (same length on all ranks), in rank order."""
+    tensor = torch.tensor(values, dtype=torch.float64, device=default_device())
+    if not dist.is_initialized():
+        return [tensor.tolist()]
+    gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, tensor)
+    return [t.tolist() for t in gathered]
 
 
 def seed_everything(seed: int) -> None:

@@ -161,7 +161,7 @@ def train(
     def make_schedule(opt: torch.optim.Optimizer):
         return optim.make_schedule(schedule or optim.Constant(), opt, steps)
 
-    strategy.prepare(module, make_optimizer, make_schedule, compile=compile)
+    strategy.prepare(module, make_optimizer, make_schedule, settings)
     resume_from = checkpoint.latest(workdir)
     start_step = checkpoint.read_meta(resume_from)["step"] if resume_from else 0
     logger = RunLogger(workdir, enabled=strategy.is_main, total_steps=steps, start_step=start_step,

@@ -60,8 +60,10 @@ class Task(abc.ABC):
     def evaluate(self, model: torch.nn.Module, split: str, shard: Shard) -> dict[str, Any]:
         """Metrics on `split`: by default the mean of `loss`'s metrics over `eval_batches` batches.
 
-        Values may be scalars (reduced across ranks by the engine) or `engine.summaries`
-        objects (images, figures, text) that rank 0 writes to TensorBoard.
+        Values may be scalars (reduced across ranks by the engine), `engine.metrics.Ratio`s,
+        or `engine.summaries` objects (images, figures, text) that rank 0 writes to TensorBoard.
+        Every rank must run the same number of forward passes: sharded strategies (FSDP,
+        ZeRO-3) gather weights inside forward, collectively.
         """
         totals: dict[str, torch.Tensor] = {}
         count = 0

@@ -147,9 +147,12 @@ class Trainer:
         pieces = micro_batches(batch, self.accumulation) if self.accumulation > 1 else [batch]
         for index, piece in enumerate(pieces):
             piece = to_device(piece, strategy.device)
-            with strategy.accumulating(last=index == len(pieces) - 1), self.autocast():
-                loss, metrics = self.task.loss(self.model, piece)
-            strategy.backward(loss, len(pieces))
+            # Backward stays inside `accumulating`: some engines (fairscale) read the flag in
+            # their backward hooks, others (DDP) at forward time.
+            with strategy.accumulating(last=index == len(pieces) - 1):
+                with self.autocast():
+                    loss, metrics = self.task.loss(self.model, piece)
+                strategy.backward(loss, len(pieces))
             for name, value in {"loss": loss, **metrics}.items():
                 value = value.detach().float()
                 totals[name] = totals[name] + value if name in totals else value
@@ -173,6 +176,18 @@ class Trainer:
         if grad_norm is not None:
             step_metrics["grad_norm"] = grad_norm.detach().float()
         return step_metrics
+
+    def _log_state_bytes(self) -> None:
+        """Parameter and optimizer-state bytes and peak memory of each rank: shows sharding is real."""
+        report = self.strategy.local_state_bytes()
+        per_rank = distributed.all_gather_values([report["parameters"], report["optimizer"],
+                                                  _peak_memory_mb(self.strategy.device)])
+        values = {}
+        for rank, (params, state, peak) in enumerate(per_rank):
+            values[f"parameter_bytes/rank_{rank}"] = params
+            values[f"optimizer_bytes/rank_{rank}"] = state
+            values[f"peak_memory_mb/rank_{rank}"] = peak
+        self.logger.log(self.step, "memory", values)
 
     # --- evaluation and checkpoints ---------------------------------------------------------
     def evaluate(self) -> dict[str, dict[str, Any]]:
@@ -209,6 +224,7 @@ class Trainer:
         strategy.module.train()
         for cb in self.callbacks:
             cb.on_start(self)
+        first_step = self.step
         batches = self.task.batches("train", self.shard.replace(start=self.step))
         window: dict[str, torch.Tensor] = {}
         window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
@@ -225,8 +241,10 @@ class Trainer:
                 window_steps += 1
                 window_tokens += tokens or 0
                 logger.advance()
-                if self.step == 1 and self.on_first_step is not None:
-                    self.on_first_step()
+                if self.step == 1:
+                    self._log_state_bytes()
+                    if self.on_first_step is not None:
+                        self.on_first_step()
                 last = self.step == settings.steps
                 if self.step % settings.log_every == 0 or last:
                     elapsed = time.perf_counter() - window_start
@@ -252,6 +270,8 @@ class Trainer:
                                 f"step {self.step}; run the same command again to resume")
                     break
                 window_start += time.perf_counter() - paused
+        if self.step >= settings.steps and self.step > first_step:
+            self._log_state_bytes()  # again at the end: peak memory over the whole run
         if not self.last_eval and settings.eval_every and self.step >= settings.steps:
             self.evaluate()  # resumed a finished run: report its final metrics again
         for cb in self.callbacks:

@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteError as error:
         print(f"training stopped: {error}", file=sys.stderr)
         return 1
+    finally:
+        from engine import distributed
+        distributed.shutdown()
     return 0
 
 

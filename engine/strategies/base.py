@@ -10,6 +10,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import math
+import os
+import warnings
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
@@ -20,6 +22,8 @@ from engine.metrics import Ratio
 
 MakeOptimizer = Callable[[torch.nn.Module], torch.optim.Optimizer]
 MakeSchedule = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+STATE_FILE = "state.pt"
+RANK_STATE_FILE = "train_state_rank{rank}.pt"
 
 
 class Strategy(abc.ABC):
@@ -57,15 +61,15 @@ class Strategy(abc.ABC):
     def barrier(self) -> None:
         distributed.barrier()
 
-    def teardown(self) -> None:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
     # --- model and optimizer ---------------------------------------------------------------
     @abc.abstractmethod
     def prepare(self, module: torch.nn.Module, make_optimizer: MakeOptimizer,
-                make_schedule: MakeSchedule, *, compile: bool = False) -> torch.nn.Module:
-        """Wrap `module` for this strategy, build optimizer and schedule; return the forward callable."""
+                make_schedule: MakeSchedule, settings: Any) -> torch.nn.Module:
+        """Wrap `module` for this strategy, build optimizer and schedule; return the forward callable.
+
+        `settings` is the run's `engine.trainer.Settings` (micro-batching, clipping, precision,
+        compile), for strategies such as DeepSpeed that own those themselves.
+        """
 
     def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
         """Context for one micro-batch; `last` is False while gradients should stay local."""
@@ -157,9 +161,42 @@ class Strategy(abc.ABC):
     def load(self, directory: str) -> dict:
         """Restore what `save` wrote; return this rank's train state."""
 
-    def full_state_dict(self) -> dict[str, torch.Tensor]:
-        """The whole model's weights on CPU (collective under sharding strategies)."""
-        return {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
+    def local_state_bytes(self) -> dict[str, int]:
+        """Bytes of parameters and of optimizer state this rank holds (shows sharding is real)."""
+        def local(t: torch.Tensor) -> torch.Tensor:
+            return t.to_local() if hasattr(t, "to_local") else t
+
+        params = sum(local(p).numel() * local(p).element_size() for p in self.module.parameters())
+        state = sum(local(v).numel() * local(v).element_size() for s in self.optimizer.state.values()
+                    for v in s.values() if isinstance(v, torch.Tensor))
+        return {"parameters": int(params), "optimizer": int(state)}
+
+    # Replicated strategies (single, ddp, fairscale) share one format: rank 0 writes
+    # model + optimizer + schedule to state.pt; every rank writes its own train state (RNG).
+    def save_replicated(self, directory: str, train_state: dict, optimizer_state: dict | None = None) -> None:
+        if self.is_main:
+            torch.save({"model": self.module.state_dict(),
+                        "optimizer": optimizer_state if optimizer_state is not None else self.optimizer.state_dict(),
+                        "schedule": self.schedule_state_dict()}, os.path.join(directory, STATE_FILE))
+        self.save_rank_state(directory, train_state)
+
+    def load_replicated(self, directory: str) -> tuple[dict, dict]:
+        """Load state.pt into model and schedule; return (optimizer state, this rank's train state)."""
+        state = load_file(os.path.join(directory, STATE_FILE))
+        self.module.load_state_dict(state["model"])
+        self.schedule.load_state_dict(state["schedule"])
+        return state["optimizer"], self.load_rank_state(directory)
+
+    def save_rank_state(self, directory: str, train_state: dict) -> None:
+        torch.save(train_state, os.path.join(directory, RANK_STATE_FILE.format(rank=self.rank)))
+
+    def load_rank_state(self, directory: str) -> dict:
+        path = os.path.join(directory, RANK_STATE_FILE.format(rank=self.rank))
+        if not os.path.isfile(path):
+            warnings.warn(f"{path} is missing (the checkpoint was written by fewer ranks); "
+                          "this rank continues with rank 0's RNG state")
+            path = os.path.join(directory, RANK_STATE_FILE.format(rank=0))
+        return load_file(path)
 
 
 def load_file(path: str) -> Any:

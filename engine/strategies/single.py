@@ -7,9 +7,7 @@ import gin
 import torch
 
 from engine.errors import require
-from engine.strategies.base import Strategy, load_file
-
-STATE_FILE = "state.pt"
+from engine.strategies.base import STATE_FILE, Strategy, load_file
 
 
 @gin.configurable
@@ -24,25 +22,22 @@ class SingleProcess(Strategy):
                 f"strategy 'single' was launched with {self.world_size} ranks; add a distributed "
                 "strategy, e.g. --gin gin/strategy/ddp.gin")
 
-    def prepare(self, module, make_optimizer, make_schedule, *, compile=False):
+    def prepare(self, module, make_optimizer, make_schedule, settings):
         self.module = module.to(self.device)
         self.optimizer = make_optimizer(self.module)
         self.schedule = make_schedule(self.optimizer)
-        self.model = torch.compile(self.module) if compile else self.module
+        self.model = torch.compile(self.module) if settings.compile else self.module
         return self.model
 
     def save(self, directory: str, train_state: dict) -> None:
-        torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "schedule": self.schedule_state_dict(), "train_state": train_state},
-                   os.path.join(directory, STATE_FILE))
+        self.save_replicated(directory, train_state)
 
     def load(self, directory: str) -> dict:
-        state = load_file(os.path.join(directory, STATE_FILE))
-        self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        return state["train_state"]
+        optimizer_state, train_state = self.load_replicated(directory)
+        self.optimizer.load_state_dict(optimizer_state)
+        return train_state
 
 
 def consolidate(directory: str) -> dict[str, torch.Tensor]:
+    """The model of a replicated checkpoint (single, ddp, fairscale)."""
     return load_file(os.path.join(directory, STATE_FILE))["model"]

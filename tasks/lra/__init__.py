@@ -1,0 +1,1 @@
+"""Long Range Arena tasks (Tay et al. 2021): ListOps, Text, Retrieval, Image, Pathfinder, Path-X."""

@@ -1,0 +1,71 @@
+"""LRA Retrieval: do two papers cite each other? Byte-level matching on the ACL Anthology
+Network, read as document pairs by a two-tower model (models/two_tower.py).
+
+Reads `new_aan_pairs.{train,eval,test}.tsv` (label, id1, id2, text1, text2; each text cut to
+10,000 characters, then bytes to `max_length`); without them a generated stand-in (synthetic
+citation pairs, tasks/lra/synthetic_documents.py) is used and announced.
+"""
+from __future__ import annotations
+
+import os
+
+import gin
+import numpy as np
+
+from engine.errors import ConfigError
+from tasks.lra import synthetic_documents
+from tasks.lra.base import ByteSequenceTask, byte_rows, release_dir
+
+RELEASED_FILES = {split: f"new_aan_pairs.{split}.tsv" for split in ("train", "eval", "test")}
+MAX_CHARACTERS = 10_000  # LRA cuts each text to this many characters before encoding
+
+
+def read_pairs(path: str) -> tuple[list[bytes], list[bytes], np.ndarray]:
+    """(first texts, second texts, labels) of one AAN TSV file (no header, no quoting)."""
+    first, second, labels = [], [], []
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.rstrip("\r\n").split("\t")
+            if fields == [""]:
+                continue
+            if len(fields) != 5:
+                raise ConfigError(f"{path}, line {number}: expected 5 tab-separated fields "
+                                  f"(label, id1, id2, text1, text2), got {len(fields)}")
+            try:
+                labels.append(int(float(fields[0])))
+            except ValueError:
+                raise ConfigError(f"{path}, line {number}: the label {fields[0][:20]!r} is not a number") from None
+            first.append(fields[3][:MAX_CHARACTERS].encode("utf-8"))
+            second.append(fields[4][:MAX_CHARACTERS].encode("utf-8"))
+    return first, second, np.array(labels, dtype=np.int64)
+
+
+@gin.configurable
+class LRARetrieval(ByteSequenceTask):
+    """Binary classification of byte-sequence pairs (ids = byte + 1, 0 = padding; vocab 257);
+    the model is called as model(tokens, mask, tokens2, mask2)."""
+
+    pair = True
+
+    def __init__(self, *, max_length: int = 4000, data_dir: str | None = None, num_train: int = 147_086,
+                 num_eval: int = 18_090, num_test: int = 17_437, data_seed: int = 0) -> None:
+        super().__init__(max_length)
+        self.num_classes = 2
+        folder = release_dir(data_dir, "tsv_data",
+                             lambda d: all(os.path.isfile(os.path.join(d, f)) for f in RELEASED_FILES.values()),
+                             "LRARetrieval.data_dir (new_aan_pairs.{train,eval,test}.tsv)")
+        if folder is None:
+            self.use_stand_in(
+                lambda rng, n: synthetic_documents.matching_documents(rng, n, max_length),
+                {"train": num_train, "eval": num_eval, "test": num_test}, data_seed,
+                "no AAN files found (set LRARetrieval.data_dir or $LRA_DATA/tsv_data); training on generated "
+                "byte-level 'synthetic citation pairs' that match when both documents carry the same topic "
+                f"words ({num_train:,} / {num_eval:,} / {num_test:,} pairs of up to {max_length} bytes)")
+            return
+        for split, name in RELEASED_FILES.items():
+            first, second, labels = read_pairs(os.path.join(folder, name))
+            tokens, lengths = byte_rows(first, max_length)
+            tokens2, lengths2 = byte_rows(second, max_length)
+            self.splits[split] = {"tokens": tokens, "length": lengths, "tokens2": tokens2,
+                                  "length2": lengths2, "label": labels}
+        self.describe(f"AAN pairs in {folder}; bytes truncated to {max_length}")

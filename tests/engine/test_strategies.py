@@ -1,0 +1,130 @@
+"""Every distributed strategy on 2 real torchrun ranks over CPU/gloo: exact resume after kill -9,
+equivalence with one rank (gradient accumulation included), real sharding, portable export,
+two "nodes" on loopback, and recovery under torchrun --max-restarts."""
+from __future__ import annotations
+
+import math
+import os
+
+import psutil
+import pytest
+
+from engine import checkpoint
+from engine.logging import read_metrics
+from launch.export import main as export_main
+from tests.conftest import TINY_PVR, losses, train_in_process
+from tests.engine import torchrun
+from tests.engine.torchrun import BINDINGS, CHECKPOINT_EVERY, STEPS
+
+RESUMABLE = ["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3", "fairscale"]
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory) -> str:
+    """A folder all xdist workers of this session share (each worker's basetemp is inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return str(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+
+
+def reference_run(shared_dir: str, strategy: str) -> str:
+    """The uninterrupted 2-rank run of `strategy` (run once per session)."""
+    return torchrun.cached(shared_dir, f"uninterrupted-{strategy}", lambda path: torchrun.run(path, strategy))
+
+
+def one_rank_run(shared_dir: str) -> str:
+    """The same training on one process with the whole batch and no accumulation."""
+    single = [b for b in BINDINGS if not b.startswith("train.micro_batch_size")]
+    return torchrun.cached(shared_dir, "one-rank", lambda path: train_in_process(path, single))
+
+
+@pytest.mark.parametrize("strategy", RESUMABLE)
+def test_kill_after_checkpoint_then_restart_matches_uninterrupted_run(tmp_path, shared_dir, strategy):
+    expected = losses(reference_run(shared_dir, strategy))
+    workdir = str(tmp_path / "run")
+    proc = torchrun.start(workdir, strategy)
+    torchrun.wait_until(lambda: checkpoint.latest(workdir) is not None, proc)
+    torchrun.kill_session(proc)  # SIGKILL the launcher and both ranks
+    resumed_from = checkpoint.read_meta(checkpoint.latest(workdir))["step"]
+    assert resumed_from < STEPS
+    torchrun.run(workdir, strategy, log_name="restart.log")
+    assert losses(workdir) == expected
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3", "fairscale"])
+def test_two_ranks_with_accumulation_match_one_rank_with_the_whole_batch(shared_dir, strategy):
+    two = losses(reference_run(shared_dir, strategy))
+    one = losses(one_rank_run(shared_dir))
+    assert two.keys() == one.keys() == set(range(1, STEPS + 1))
+    for step in one:
+        assert math.isclose(two[step], one[step], rel_tol=2e-5, abs_tol=1e-6), (step, two[step], one[step])
+
+
+def memory_record(workdir: str) -> dict:
+    return next(r for r in read_metrics(workdir) if r["split"] == "memory")
+
+
+@pytest.mark.parametrize("strategy, sharded", [
+    ("fsdp", ("parameter", "optimizer")),
+    ("deepspeed_zero3", ("parameter", "optimizer")),
+    ("deepspeed_zero2", ("optimizer",)),
+    ("deepspeed_zero1", ("optimizer",)),
+    ("fairscale", ("optimizer",)),
+])
+def test_each_rank_holds_about_half_of_what_is_sharded(shared_dir, strategy, sharded):
+    record = memory_record(reference_run(shared_dir, strategy))
+    whole = memory_record(reference_run(shared_dir, "ddp"))  # replicated: every rank holds all
+    for kind in ("parameter", "optimizer"):
+        for rank in (0, 1):
+            share = record[f"{kind}_bytes/rank_{rank}"] / whole[f"{kind}_bytes/rank_0"]
+            if kind in sharded:
+                assert 0.4 < share < 0.6, (kind, rank, share)
+            else:
+                assert share > 0.95, (kind, rank, share)
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed_zero3"])
+def test_export_of_a_sharded_checkpoint_starts_single_with_the_same_eval_loss(tmp_path, shared_dir, strategy):
+    source = reference_run(shared_dir, strategy)
+    final_eval = [r for r in read_metrics(source) if r["split"] == "eval"][-1]["loss"]
+    out = str(tmp_path / "model.safetensors")
+    assert export_main([source, "--out", out]) == 0
+    result = train_in_process(str(tmp_path / "single"), TINY_PVR + [
+        "train.steps = 1", "AdamW.lr = 0.0", "train.eval_every = 1", "CPVR.eval_examples_per_level = 16",
+        f"train.init_from = '{out}'"])
+    assert math.isclose(result.metrics["eval"]["loss"], final_eval, rel_tol=1e-6)
+
+
+def test_two_nodes_on_loopback_match_a_single_node_run(tmp_path, shared_dir):
+    expected = losses(reference_run(shared_dir, "ddp"))
+    workdir = str(tmp_path / "run")
+    port = torchrun.free_port()
+    nodes = [torchrun.start(workdir, "ddp", log_name=f"node{node}.log", launcher=[
+        "--nnodes", "2", "--node-rank", str(node), "--nproc-per-node", "1",
+        "--master-addr", "127.0.0.1", "--master-port", str(port)]) for node in (0, 1)]
+    for node, proc in enumerate(nodes):
+        torchrun.finish(proc, workdir, log_name=f"node{node}.log")
+    assert losses(workdir) == expected
+
+
+def test_rank_killed_under_max_restarts_resumes_from_the_last_checkpoint(tmp_path, shared_dir):
+    expected = losses(reference_run(shared_dir, "ddp"))
+    workdir = str(tmp_path / "run")
+    proc = torchrun.start(workdir, "ddp", launcher=["--standalone", "--nproc-per-node", "2", "--max-restarts", "1"])
+
+    def rank_one():
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            try:
+                if child.environ().get("RANK") == "1" and "run.py" in " ".join(child.cmdline()):
+                    return child
+            except psutil.Error:
+                continue
+        return None
+
+    torchrun.wait_until(lambda: checkpoint.latest(workdir) is not None and rank_one() is not None, proc)
+    killed_after = checkpoint.read_meta(checkpoint.latest(workdir))["step"]
+    rank_one().kill()
+    torchrun.finish(proc, workdir)
+    assert killed_after >= CHECKPOINT_EVERY
+    with open(f"{workdir}.torchrun.log") as handle:
+        assert "resumed from" in handle.read()
+    assert losses(workdir) == expected
