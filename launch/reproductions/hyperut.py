@@ -1,6 +1,7 @@
 """Hyper-UT at CPU scale: five C-PVR models and ViT vs HyperU-ViT on two image sets.
 
-    python launch/reproduce.py hyperut [--seeds 0,1] [--steps 1500] [--image-steps 1000] [--only cpvr|images]
+    python launch/reproduce.py hyperut [--seeds 0,1] [--steps N] [--image-steps 1000] [--only cpvr|images]
+                                       [--jobs 16] [--bind 'LENGTH = 24']
 
 C-PVR: Transformer, UT, UT+ACT, Hyper and Hyper-UT train with the same budget and seeds on the
 training hops of gin/base/cpvr_hops.gin and are evaluated on every hop count; the table gives
@@ -65,10 +66,28 @@ def train_once(files: Sequence[str], bindings: Sequence[str], workdir: str) -> t
         return result, json.load(handle)["cpu_seconds"]
 
 
-def run_cpvr(args: argparse.Namespace, workdir: str) -> tuple[list[dict], dict[str, list[dict]]]:
+def _train_only(files: Sequence[str], bindings: Sequence[str], workdir: str) -> None:
+    torch_threads()
+    train_once(files, bindings, workdir)
+
+
+def train_in_parallel(runs: Sequence[tuple[Sequence[str], Sequence[str], str]], jobs: int) -> None:
+    """Train `runs` in `jobs` fresh processes at once (one thread each); the report loops then find
+    them finished and only evaluate them again. jobs <= 1: nothing here, they train in the loop."""
+    if jobs <= 1 or not runs:
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for future in [pool.submit(_train_only, *run) for run in runs]:
+            future.result()
+
+
+def cpvr_runs(args: argparse.Namespace, workdir: str) -> list[tuple[str, int, Sequence[str], list[str], str]]:
+    """(model, seed, gin files, bindings, run directory) of every C-PVR run, in report order."""
     seeds = [int(s) for s in args.seeds.split(",")]
-    per_model: dict[str, list[dict]] = {}
     wanted = args.models.split(",") if args.models else [name for name, _ in CPVR_MODELS]
+    runs = []
     for name, files in CPVR_MODELS:
         if name not in wanted:
             continue
@@ -76,16 +95,26 @@ def run_cpvr(args: argparse.Namespace, workdir: str) -> tuple[list[dict], dict[s
             bindings = [f"train.seed = {seed}", "train.checkpoint_every = 0", "train.log_every = 100"]
             if args.steps:
                 bindings += [f"train.steps = {args.steps}", f"train.eval_every = {args.steps}"]
-            result, seconds = train_once(files, bindings, os.path.join(workdir, "cpvr", name.replace("+", "_"),
-                                                                      f"seed{seed}"))
-            metrics = final_eval(result)
-            metrics["seconds"] = seconds
-            per_model.setdefault(name, []).append(metrics)
-            if name == "Hyper-UT" and seed == seeds[0]:
-                save_ponder_map(result.model, files, bindings, os.path.join(args.out, "ponder_map.png"))
-            print(f"{name} seed {seed}: accuracy in {metrics.get('accuracy/in_range', float('nan')):.3f} "
-                  f"out {metrics.get('accuracy/out_of_range', float('nan')):.3f} ({metrics['seconds']:.0f} s)",
-                  flush=True)
+            bindings += list(args.bind)
+            runs.append((name, seed, files, bindings,
+                         os.path.join(workdir, "cpvr", name.replace("+", "_"), f"seed{seed}")))
+    return runs
+
+
+def run_cpvr(args: argparse.Namespace, workdir: str) -> tuple[list[dict], dict[str, list[dict]]]:
+    runs = cpvr_runs(args, workdir)
+    train_in_parallel([(files, bindings, run_dir) for _, _, files, bindings, run_dir in runs], args.jobs)
+    per_model: dict[str, list[dict]] = {}
+    for name, seed, files, bindings, run_dir in runs:
+        result, seconds = train_once(files, bindings, run_dir)
+        metrics = final_eval(result)
+        metrics["seconds"] = seconds
+        per_model.setdefault(name, []).append(metrics)
+        if name == "Hyper-UT" and seed == runs[0][1]:
+            save_ponder_map(result.model, files, bindings, os.path.join(args.out, "ponder_map.png"))
+        print(f"{name} seed {seed}: accuracy in {metrics.get('accuracy/in_range', float('nan')):.3f} "
+              f"out {metrics.get('accuracy/out_of_range', float('nan')):.3f} ({metrics['seconds']:.0f} s)",
+              flush=True)
     rows = []
     for name, runs in per_model.items():
         row = {"model": name}
@@ -134,27 +163,31 @@ def run_images(args: argparse.Namespace, workdir: str) -> list[dict]:
 
     from engine.analysis import measured_flops
     from engine.task import Shard
-    rows = []
+    runs = []
     for task_name, task_file in IMAGE_TASKS:
         for name, gin_file, _ in IMAGE_MODELS:
             files = [gin_file] + ([task_file] if task_file else [])
             bindings = ["train.checkpoint_every = 0", "train.log_every = 100"]
             if args.image_steps:
                 bindings += [f"train.steps = {args.image_steps}", f"train.eval_every = {args.image_steps}"]
-            result, seconds = train_once(files, bindings, os.path.join(workdir, "images", task_name.split()[0], name))
-            metrics = final_eval(result)
-            model = result.model.eval()
-            batch = next(iter(_task_for(files, bindings).batches("eval", Shard(batch_size=64))))
-            with torch.no_grad():
-                flops = measured_flops(lambda: model(batch["image"])) / len(batch["image"])
-                output = model(batch["image"])
-            layers = float(output["ponder"].mean()) if isinstance(output, dict) and "ponder" in output \
-                else float(len(model.stages))
-            rows.append({"task": task_name, "model": name, "accuracy": metrics.get("accuracy"),
-                         "average layers": layers, "MFLOPs / image": flops / 1e6,
-                         "CPU s": seconds})
-            print(f"{task_name} {name}: accuracy {metrics.get('accuracy', float('nan')):.3f}, layers {layers:.2f}, "
-                  f"{flops / 1e6:.2f} MFLOPs", flush=True)
+            runs.append((task_name, name, files, bindings, os.path.join(workdir, "images", task_name.split()[0], name)))
+    train_in_parallel([(files, bindings, run_dir) for _, _, files, bindings, run_dir in runs], args.jobs)
+    rows = []
+    for task_name, name, files, bindings, run_dir in runs:
+        result, seconds = train_once(files, bindings, run_dir)
+        metrics = final_eval(result)
+        model = result.model.eval()
+        batch = next(iter(_task_for(files, bindings).batches("eval", Shard(batch_size=64))))
+        with torch.no_grad():
+            flops = measured_flops(lambda: model(batch["image"])) / len(batch["image"])
+            output = model(batch["image"])
+        layers = float(output["ponder"].mean()) if isinstance(output, dict) and "ponder" in output \
+            else float(len(model.stages))
+        rows.append({"task": task_name, "model": name, "accuracy": metrics.get("accuracy"),
+                     "average layers": layers, "MFLOPs / image": flops / 1e6,
+                     "CPU s": seconds})
+        print(f"{task_name} {name}: accuracy {metrics.get('accuracy', float('nan')):.3f}, layers {layers:.2f}, "
+              f"{flops / 1e6:.2f} MFLOPs", flush=True)
     return rows
 
 
@@ -176,10 +209,13 @@ def _task_for(files: Sequence[str], bindings: Sequence[str]):
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--steps", type=int, default=1500, help="C-PVR steps per run (0: the gin files' 2000)")
+    parser.add_argument("--steps", type=int, default=0, help="C-PVR steps per run (0: the gin files')")
     parser.add_argument("--image-steps", type=int, default=1000, help="image steps per run (0: the gin files')")
     parser.add_argument("--only", choices=["cpvr", "images"])
     parser.add_argument("--models", default="", help="comma-separated C-PVR model names (default: all five)")
+    parser.add_argument("--bind", action="append", default=[],
+                        help="extra gin binding for every C-PVR run, e.g. 'LENGTH = 24' (repeatable)")
+    parser.add_argument("--jobs", type=int, default=1, help="train this many runs at once, one process each")
     parser.add_argument("--out", default=os.path.join(REPO, "results", "hyperut"))
     parser.add_argument("--workdir", default=os.path.join(REPO, "runs", "reproduce_hyperut"))
     args = parser.parse_args(argv)
@@ -191,7 +227,7 @@ def main(argv: list[str]) -> int:
     if args.only != "images":
         rows, per_model = run_cpvr(args, args.workdir)
         cpu_seconds += sum(r["seconds"] for runs in per_model.values() for r in runs)
-        hops = _eval_hops()
+        hops, train_hops = _hop_ranges(args.bind)
         columns = ["model", "acc. in range", "acc. out of range", "no-shortcut acc. in", "no-shortcut acc. out",
                    "ponder in", "ponder out", "CPU s / run"]
         sections += ["## C-PVR (mean ± std over seeds " + args.seeds + ")\n", markdown_table(rows, columns),
@@ -201,7 +237,7 @@ def main(argv: list[str]) -> int:
                      "\nMean ponder steps per hop count:\n", hop_table(per_model, "ponder", hops)]
         with open(os.path.join(args.out, "cpvr_runs.json"), "w") as handle:
             json.dump(per_model, handle, indent=1)
-        _plot_cpvr(per_model, hops, os.path.join(args.out, "cpvr_hops.png"))
+        _plot_cpvr(per_model, hops, train_hops, os.path.join(args.out, "cpvr_hops.png"))
     if args.only != "cpvr":
         image_rows = run_images(args, args.workdir)
         cpu_seconds += sum(r["CPU s"] for r in image_rows)
@@ -223,25 +259,25 @@ def torch_threads() -> None:
     torch.set_num_threads(1)
 
 
-def _eval_hops() -> range:
+def _hop_ranges(bindings: Sequence[str]) -> tuple[range, range]:
+    """The evaluated and the trained hop counts of the flagship's config with `bindings`."""
     import gin
 
     from engine import config
     from launch.experiment import gin_path
     config.reset()
     try:
-        config.parse([gin_path("gin/hyperut_pvr.gin")], [])
-        lo, hi = gin.query_parameter("CPVR.eval_hops")
-        return range(lo, hi + 1)
+        config.parse([gin_path("gin/hyperut_pvr.gin")], list(bindings))
+        (lo, hi), (train_lo, train_hi) = gin.query_parameter("CPVR.eval_hops"), gin.query_parameter("CPVR.train_hops")
+        return range(lo, hi + 1), range(train_lo, train_hi + 1)
     finally:
         config.reset()
 
 
-def _plot_cpvr(per_model: dict[str, list[dict]], hops: range, path: str) -> None:
+def _plot_cpvr(per_model: dict[str, list[dict]], hops: range, train_hops: range, path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
-    import gin  # noqa: F401  (the training range is read from the flagship's config)
 
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for name, runs in per_model.items():
@@ -251,7 +287,7 @@ def _plot_cpvr(per_model: dict[str, list[dict]], hops: range, path: str) -> None
                 continue
             axis.plot(list(hops), values, marker="o", label=name)
     for axis, title in zip(axes, ("accuracy", "accuracy where the shortcut fails", "mean ponder steps")):
-        axis.axvspan(0.5, 4.5, alpha=0.12, color="gray")
+        axis.axvspan(train_hops.start - 0.5, train_hops.stop - 0.5, alpha=0.12, color="gray")
         axis.set_xlabel("hops (shaded: training range)")
         axis.set_title(title)
     axes[0].legend(fontsize=8)
