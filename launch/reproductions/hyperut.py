@@ -22,12 +22,14 @@ from typing import Any, Sequence
 
 from launch.experiment import REPO, markdown_table, run_config
 
-CPVR_MODELS = (  # name, gin files (later files win)
-    ("Transformer", ("gin/transformer_pvr.gin", "gin/base/cpvr_hops.gin", "gin/base/transformer_cpvr.gin")),
-    ("UT", ("gin/ut_pvr.gin",)),
-    ("UT+ACT", ("gin/ut_act_pvr.gin",)),
-    ("Hyper", ("gin/hyper_pvr.gin",)),
-    ("Hyper-UT", ("gin/hyperut_pvr.gin",)),
+CPVR_MODELS = (  # name, run folder, gin files (later files win)
+    ("Transformer", "Transformer",
+     ("gin/transformer_pvr.gin", "gin/base/cpvr_hops.gin", "gin/base/transformer_cpvr.gin")),
+    ("UT", "UT", ("gin/ut_pvr.gin",)),
+    ("UT+ACT", "UT_ACT", ("gin/ut_act_pvr.gin",)),
+    ("Hyper (FFN)", "Hyper", ("gin/hyper_pvr.gin",)),
+    ("Hyper-UT (FFN)", "Hyper-UT_FFN", ("gin/hyperut_ffn_pvr.gin",)),
+    ("Hyper-UT", "Hyper-UT", ("gin/hyperut_pvr.gin",)),
 )
 IMAGE_MODELS = (
     ("ViT", "gin/vit_digits.gin", "ViT"),
@@ -83,12 +85,28 @@ def train_in_parallel(runs: Sequence[tuple[Sequence[str], Sequence[str], str]], 
             future.result()
 
 
+def logged_eval(run_dir: str) -> dict[str, float] | None:
+    """The last evaluation a run logged, with its step and the CPU seconds it recorded (NaN when it
+    was stopped before the end): the table of runs trained elsewhere, without their checkpoints."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        evals = [r for r in map(json.loads, handle) if r.get("split") == "eval"]
+    if not evals:
+        return None
+    metrics = {k: float(v) for k, v in evals[-1].items() if isinstance(v, (int, float))}
+    record = os.path.join(run_dir, "cpu_seconds.json")
+    metrics["seconds"] = json.load(open(record))["cpu_seconds"] if os.path.exists(record) else float("nan")
+    return metrics
+
+
 def cpvr_runs(args: argparse.Namespace, workdir: str) -> list[tuple[str, int, Sequence[str], list[str], str]]:
     """(model, seed, gin files, bindings, run directory) of every C-PVR run, in report order."""
     seeds = [int(s) for s in args.seeds.split(",")]
-    wanted = args.models.split(",") if args.models else [name for name, _ in CPVR_MODELS]
+    wanted = args.models.split(",") if args.models else [name for name, _, _ in CPVR_MODELS]
     runs = []
-    for name, files in CPVR_MODELS:
+    for name, folder, files in CPVR_MODELS:
         if name not in wanted:
             continue
         for seed in seeds:
@@ -97,21 +115,26 @@ def cpvr_runs(args: argparse.Namespace, workdir: str) -> list[tuple[str, int, Se
                 bindings += [f"train.steps = {args.steps}", f"train.eval_every = {args.steps}"]
             bindings += list(args.bind)
             runs.append((name, seed, files, bindings,
-                         os.path.join(workdir, "cpvr", name.replace("+", "_"), f"seed{seed}")))
+                         os.path.join(workdir, "cpvr", folder, f"seed{seed}")))
     return runs
 
 
 def run_cpvr(args: argparse.Namespace, workdir: str) -> tuple[list[dict], dict[str, list[dict]]]:
     runs = cpvr_runs(args, workdir)
-    train_in_parallel([(files, bindings, run_dir) for _, _, files, bindings, run_dir in runs], args.jobs)
+    if not args.from_logs:
+        train_in_parallel([(files, bindings, run_dir) for _, _, files, bindings, run_dir in runs], args.jobs)
     per_model: dict[str, list[dict]] = {}
     for name, seed, files, bindings, run_dir in runs:
-        result, seconds = train_once(files, bindings, run_dir)
-        metrics = final_eval(result)
-        metrics["seconds"] = seconds
+        if args.from_logs:
+            metrics = logged_eval(run_dir)
+            if metrics is None:
+                continue
+        else:
+            result, seconds = train_once(files, bindings, run_dir)
+            metrics = dict(final_eval(result), seconds=seconds, step=result.step)
+            if name == "Hyper-UT" and seed == runs[0][1]:
+                save_ponder_map(result.model, files, bindings, os.path.join(args.out, "ponder_map.png"))
         per_model.setdefault(name, []).append(metrics)
-        if name == "Hyper-UT" and seed == runs[0][1]:
-            save_ponder_map(result.model, files, bindings, os.path.join(args.out, "ponder_map.png"))
         print(f"{name} seed {seed}: accuracy in {metrics.get('accuracy/in_range', float('nan')):.3f} "
               f"out {metrics.get('accuracy/out_of_range', float('nan')):.3f} ({metrics['seconds']:.0f} s)",
               flush=True)
@@ -123,7 +146,9 @@ def run_cpvr(args: argparse.Namespace, workdir: str) -> tuple[list[dict], dict[s
                             ("accuracy_no_shortcut/out_of_range", "no-shortcut acc. out"),
                             ("ponder/in_range", "ponder in"), ("ponder/out_of_range", "ponder out")):
             row[column] = mean_std([r.get(key, float("nan")) for r in runs])
-        row["CPU s / run"] = f"{statistics.mean(r['seconds'] for r in runs):.0f}"
+        row["steps"] = "/".join(f"{r['step']:.0f}" for r in runs)
+        seconds = [r["seconds"] for r in runs if r["seconds"] == r["seconds"]]
+        row["CPU s / run"] = f"{statistics.mean(seconds):.0f}" if seconds else "n/a"
         rows.append(row)
     return rows, per_model
 
@@ -215,6 +240,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--models", default="", help="comma-separated C-PVR model names (default: all five)")
     parser.add_argument("--bind", action="append", default=[],
                         help="extra gin binding for every C-PVR run, e.g. 'LENGTH = 24' (repeatable)")
+    parser.add_argument("--from-logs", action="store_true",
+                        help="C-PVR table from the runs' logged evaluations in --workdir; trains nothing")
     parser.add_argument("--jobs", type=int, default=1, help="train this many runs at once, one process each")
     parser.add_argument("--out", default=os.path.join(REPO, "results", "hyperut"))
     parser.add_argument("--workdir", default=os.path.join(REPO, "runs", "reproduce_hyperut"))
@@ -226,10 +253,10 @@ def main(argv: list[str]) -> int:
     command = "python launch/reproduce.py hyperut " + " ".join(argv)
     if args.only != "images":
         rows, per_model = run_cpvr(args, args.workdir)
-        cpu_seconds += sum(r["seconds"] for runs in per_model.values() for r in runs)
+        cpu_seconds += sum(r["seconds"] for runs in per_model.values() for r in runs if r["seconds"] == r["seconds"])
         hops, train_hops = _hop_ranges(args.bind)
         columns = ["model", "acc. in range", "acc. out of range", "no-shortcut acc. in", "no-shortcut acc. out",
-                   "ponder in", "ponder out", "CPU s / run"]
+                   "ponder in", "ponder out", "steps", "CPU s / run"]
         sections += ["## C-PVR (mean ± std over seeds " + args.seeds + ")\n", markdown_table(rows, columns),
                      "\nAccuracy per hop count:\n", hop_table(per_model, "accuracy", hops),
                      "\nAccuracy per hop count on examples the shortcut gets wrong:\n",
@@ -265,6 +292,7 @@ def _hop_ranges(bindings: Sequence[str]) -> tuple[range, range]:
 
     from engine import config
     from launch.experiment import gin_path
+    config.import_packages()
     config.reset()
     try:
         config.parse([gin_path("gin/hyperut_pvr.gin")], list(bindings))
