@@ -1,6 +1,6 @@
 """Hyper-UT at CPU scale: five C-PVR models and ViT vs HyperU-ViT on two image sets.
 
-    python launch/reproduce.py hyperut [--seeds 0,1] [--steps N] [--image-steps 1000] [--only cpvr|images]
+    python launch/reproduce.py hyperut [--seeds 0,1] [--steps N] [--image-steps N] [--only cpvr|images]
                                        [--jobs 16] [--bind 'LENGTH = 24']
 
 C-PVR: Transformer, UT, UT+ACT, Hyper and Hyper-UT train with the same budget and seeds on the
@@ -36,9 +36,9 @@ IMAGE_MODELS = (
     ("U-ViT", "gin/uvit_digits.gin", "UniversalViT"),
     ("HyperU-ViT", "gin/hyperut_vit_digits.gin", "HyperUViT"),
 )
-IMAGE_TASKS = (  # name, extra gin file (None: digits as in the files)
-    ("digits 16x16", None),
-    ("textured shapes 32x32", "gin/base/textured_shapes.gin"),
+IMAGE_TASKS = (  # name, extra gin file (None: digits as in the files), steps (32x32 costs ~4x per step)
+    ("digits 16x16", None, 1000),
+    ("textured shapes 32x32", "gin/base/textured_shapes.gin", 600),
 )
 
 
@@ -189,12 +189,14 @@ def run_images(args: argparse.Namespace, workdir: str) -> list[dict]:
     from engine.analysis import measured_flops
     from engine.task import Shard
     runs = []
-    for task_name, task_file in IMAGE_TASKS:
+    for task_name, task_file, task_steps in IMAGE_TASKS:
+        if args.image_tasks and task_name.split()[0] not in args.image_tasks.split(","):
+            continue
         for name, gin_file, _ in IMAGE_MODELS:
             files = [gin_file] + ([task_file] if task_file else [])
             bindings = ["train.checkpoint_every = 0", "train.log_every = 100"]
-            if args.image_steps:
-                bindings += [f"train.steps = {args.image_steps}", f"train.eval_every = {args.image_steps}"]
+            steps = args.image_steps or task_steps
+            bindings += [f"train.steps = {steps}", f"train.eval_every = {steps}"]
             runs.append((task_name, name, files, bindings, os.path.join(workdir, "images", task_name.split()[0], name)))
     train_in_parallel([(files, bindings, run_dir) for _, _, files, bindings, run_dir in runs], args.jobs)
     rows = []
@@ -208,7 +210,7 @@ def run_images(args: argparse.Namespace, workdir: str) -> list[dict]:
             output = model(batch["image"])
         layers = float(output["ponder"].mean()) if isinstance(output, dict) and "ponder" in output \
             else float(len(model.stages))
-        rows.append({"task": task_name, "model": name, "accuracy": metrics.get("accuracy"),
+        rows.append({"task": task_name, "model": name, "steps": result.step, "accuracy": metrics.get("accuracy"),
                      "average layers": layers, "MFLOPs / image": flops / 1e6,
                      "CPU s": seconds})
         print(f"{task_name} {name}: accuracy {metrics.get('accuracy', float('nan')):.3f}, layers {layers:.2f}, "
@@ -235,11 +237,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--steps", type=int, default=0, help="C-PVR steps per run (0: the gin files')")
-    parser.add_argument("--image-steps", type=int, default=1000, help="image steps per run (0: the gin files')")
+    parser.add_argument("--image-steps", type=int, default=0,
+                        help="image steps per run (0: 1,000 on digits, 600 on textured shapes)")
     parser.add_argument("--only", choices=["cpvr", "images"])
     parser.add_argument("--models", default="", help="comma-separated C-PVR model names (default: all five)")
     parser.add_argument("--bind", action="append", default=[],
                         help="extra gin binding for every C-PVR run, e.g. 'LENGTH = 24' (repeatable)")
+    parser.add_argument("--image-tasks", default="", help="comma-separated: digits,textured (default: both)")
     parser.add_argument("--from-logs", action="store_true",
                         help="C-PVR table from the runs' logged evaluations in --workdir; trains nothing")
     parser.add_argument("--jobs", type=int, default=1, help="train this many runs at once, one process each")
@@ -269,7 +273,7 @@ def main(argv: list[str]) -> int:
         image_rows = run_images(args, args.workdir)
         cpu_seconds += sum(r["CPU s"] for r in image_rows)
         sections += ["\n## Images (one seed)\n",
-                     markdown_table(image_rows, ["task", "model", "accuracy", "average layers", "MFLOPs / image", "CPU s"])]
+                     markdown_table(image_rows, ["task", "model", "steps", "accuracy", "average layers", "MFLOPs / image", "CPU s"])]
         _plot_images(image_rows, os.path.join(args.out, "images.png"))
     text = (f"# Hyper-UT reproduction\n\nCommand: `{command.strip()}`. Budget: {cpu_seconds / 60:.1f} CPU minutes "
             f"of training and evaluation on one thread (process CPU time, which a busy machine does not "
