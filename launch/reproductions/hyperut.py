@@ -198,9 +198,13 @@ def run_images(args: argparse.Namespace, workdir: str) -> list[dict]:
             steps = args.image_steps or task_steps
             bindings += [f"train.steps = {steps}", f"train.eval_every = {steps}"]
             runs.append((task_name, name, files, bindings, os.path.join(workdir, "images", task_name.split()[0], name)))
-    train_in_parallel([(files, bindings, run_dir) for _, _, files, bindings, run_dir in runs], args.jobs)
+    if not args.from_logs:
+        train_in_parallel([(files, bindings, run_dir) for _, _, files, bindings, run_dir in runs], args.jobs)
     rows = []
     for task_name, name, files, bindings, run_dir in runs:
+        if args.from_logs and not os.path.exists(os.path.join(run_dir, "cpu_seconds.json")):
+            print(f"{task_name} {name}: no finished run in {run_dir}, left out (--from-logs trains nothing)")
+            continue
         result, seconds = train_once(files, bindings, run_dir)
         metrics = final_eval(result)
         model = result.model.eval()
@@ -245,7 +249,7 @@ def main(argv: list[str]) -> int:
                         help="extra gin binding for every C-PVR run, e.g. 'LENGTH = 24' (repeatable)")
     parser.add_argument("--image-tasks", default="", help="comma-separated: digits,textured (default: both)")
     parser.add_argument("--from-logs", action="store_true",
-                        help="C-PVR table from the runs' logged evaluations in --workdir; trains nothing")
+                        help="tables from the finished runs in --workdir (C-PVR: their logged evaluations); trains nothing")
     parser.add_argument("--jobs", type=int, default=1, help="train this many runs at once, one process each")
     parser.add_argument("--out", default=os.path.join(REPO, "results", "hyperut"))
     parser.add_argument("--workdir", default=os.path.join(REPO, "runs", "reproduce_hyperut"))
