@@ -316,12 +316,12 @@ def _plot_cpvr(per_model: dict[str, list[dict]], hops: range, train_hops: range,
     from matplotlib import pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for name, runs in per_model.items():
+    for index, (name, runs) in enumerate(per_model.items()):
         for axis, prefix in zip(axes, ("accuracy", "accuracy_no_shortcut", "ponder")):
             values = [statistics.mean([r.get(f"{prefix}/hops_{k}", float("nan")) for r in runs]) for k in hops]
             if all(v != v for v in values):
                 continue
-            axis.plot(list(hops), values, marker="o", label=name)
+            axis.plot(list(hops), values, marker="o", label=name, color=f"C{index}")  # same colour in every panel
     for axis, title in zip(axes, ("accuracy", "accuracy where the shortcut fails", "mean ponder steps")):
         axis.axvspan(train_hops.start - 0.5, train_hops.stop - 0.5, alpha=0.12, color="gray")
         axis.set_xlabel("hops (shaded: training range)")
