@@ -1,5 +1,6 @@
 """The classification objective shared by classification tasks: cross-entropy plus any
-auxiliary loss the model returns (ACT ponder cost, MoE balance loss), and accuracy.
+auxiliary loss the model returns (ACT ponder cost, MoE balance loss), and accuracy. Scalar
+`diagnostics` the model returns (router entropy, ponder cost) are logged with the metrics.
 """
 from __future__ import annotations
 
@@ -29,4 +30,14 @@ def classification_loss(output: Any, labels: torch.Tensor) -> tuple[torch.Tensor
         metrics["aux_loss"] = aux.detach()
     if isinstance(output, Mapping) and "ponder" in output:
         metrics["ponder"] = output["ponder"].detach().float().mean()
+    metrics.update(diagnostics_of(output))
     return loss, metrics
+
+
+def diagnostics_of(output: Any) -> dict[str, torch.Tensor]:
+    """The model's scalar diagnostics (output['diagnostics']), detached, for logging."""
+    diagnostics = output.get("diagnostics") if isinstance(output, Mapping) else None
+    if not isinstance(diagnostics, Mapping):
+        return {}
+    return {name: value.detach().float() for name, value in diagnostics.items()
+            if isinstance(value, torch.Tensor) and value.numel() == 1}

@@ -2,7 +2,8 @@
 
 Training draws levels from `train_levels`; evaluation balances `eval_levels` and reports
 accuracy (and ponder steps, if the model returns them) per level, in and out of the training
-range, plus plots of both against the level.
+range, plus plots of both against the level, and a heat map of ponder steps over positions for
+models that return one.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ class LeveledClassificationTask(Task):
     train_levels: tuple[int, int] = (1, 1)
     eval_levels: tuple[int, int] = (1, 1)
     eval_examples_per_level: int = 256
+    #: Rows of the ponder heat map (first eval batch; one level after another).
+    heatmap_examples: int = 8
 
     def forward(self, model: torch.nn.Module, batch: dict) -> Any:
         return model(batch["tokens"], batch.get("mask"))
@@ -58,42 +61,73 @@ class LeveledClassificationTask(Task):
     def evaluate(self, model, split, shard):
         lo, hi = self.eval_levels
         levels = range(lo, hi + 1)
-        correct = {k: 0.0 for k in levels}
-        count = {k: 0.0 for k in levels}
-        ponder = {k: 0.0 for k in levels}
-        loss_sum, has_ponder = 0.0, False
+        # sums[name][level] = [numerator, denominator] for accuracy, ponder and accuracy on subsets.
+        sums: dict[str, dict[int, list[float]]] = {}
+
+        def add(name: str, values: torch.Tensor, level: torch.Tensor, where: torch.Tensor | None = None) -> None:
+            table = sums.setdefault(name, {k: [0.0, 0.0] for k in levels})
+            for k in levels:
+                chosen = (level == k) if where is None else (level == k) & where
+                table[k][0] += float(values.float()[chosen].sum())
+                table[k][1] += float(chosen.sum())
+
+        loss_sum = 0.0
         batches = self.batches(split, shard.replace(start=0))
         device = device_of(model)
-        for _, batch in zip(range(self.eval_batch_count(shard)), batches):
+        heatmap = None
+        for index, (_, batch) in enumerate(zip(range(self.eval_batch_count(shard)), batches)):
             batch = to_device(batch, device)
             output = self.forward(model, batch)
+            if index == 0:
+                heatmap = self.ponder_heatmap(batch, output)
             logits = logits_of(output).float()
             labels, level = batch["label"], batch["level"]
             hits = (logits.argmax(-1) == labels).float()
             loss_sum += float(F.cross_entropy(logits, labels, reduction="sum"))
+            add("accuracy", hits, level)
             steps = output.get("ponder") if isinstance(output, dict) else None
-            has_ponder = has_ponder or steps is not None
-            for k in levels:
-                where = level == k
-                correct[k] += float(hits[where].sum())
-                count[k] += float(where.sum())
-                if steps is not None:
-                    ponder[k] += float(steps.float()[where].sum())
-        metrics: dict[str, Any] = {"loss": Ratio(loss_sum, sum(count.values()))}
+            if steps is not None:
+                add("ponder", steps, level)
+            for group, where in self.example_groups(batch).items():
+                add(f"accuracy_{group}", hits, level, where)
+        total = sum(count for _, count in sums["accuracy"].values())
+        metrics: dict[str, Any] = {"loss": Ratio(loss_sum, total)}
         train_lo, train_hi = self.train_levels
         inside = [k for k in levels if train_lo <= k <= train_hi]
         outside = [k for k in levels if k not in inside]
-        metrics["accuracy"] = Ratio(sum(correct.values()), sum(count.values()))
-        for name, group in (("in_range", inside), ("out_of_range", outside)):
-            if group:
-                metrics[f"accuracy/{name}"] = Ratio(sum(correct[k] for k in group), sum(count[k] for k in group))
-                if has_ponder:
-                    metrics[f"ponder/{name}"] = Ratio(sum(ponder[k] for k in group), sum(count[k] for k in group))
-        for k in levels:
-            metrics[f"accuracy/{self.level_name}_{k}"] = Ratio(correct[k], count[k])
-            if has_ponder:
-                metrics[f"ponder/{self.level_name}_{k}"] = Ratio(ponder[k], count[k])
+        for name, table in sums.items():
+            if name != "ponder":
+                metrics[name] = Ratio(sum(v[0] for v in table.values()), sum(v[1] for v in table.values()))
+            for range_name, group in (("in_range", inside), ("out_of_range", outside)):
+                if group:
+                    metrics[f"{name}/{range_name}"] = Ratio(sum(table[k][0] for k in group),
+                                                            sum(table[k][1] for k in group))
+            for k in levels:
+                metrics[f"{name}/{self.level_name}_{k}"] = Ratio(*table[k])
+        if heatmap is not None:
+            metrics["ponder_map"] = heatmap
         return metrics
+
+    def example_groups(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Named boolean subsets of an eval batch whose accuracy is also reported per level."""
+        return {}
+
+    def chain(self, tokens: np.ndarray) -> list[int]:
+        """Positions that matter for an example (framed in the ponder heat map); none by default."""
+        return []
+
+    def ponder_heatmap(self, batch: dict, output: Any) -> summaries.Image | None:
+        """Ponder steps over positions for one example of each level of the first eval batch,
+        when the model returns a per-position 'ponder_map' for token inputs."""
+        steps = output.get("ponder_map") if isinstance(output, dict) else None
+        if steps is None or "tokens" not in batch or self.heatmap_examples <= 0:
+            return None
+        from tasks.ponder_maps import ponder_heatmap
+        tokens = batch["tokens"][: self.heatmap_examples].cpu().numpy()
+        levels = batch["level"][: len(tokens)].tolist()
+        labels = [f"{self.level_name} {k}" for k in levels]
+        highlights = [self.chain(row) for row in tokens]
+        return ponder_heatmap(steps[: len(tokens)].float().cpu().numpy(), tokens, labels, highlights)
 
     def summarize(self, split, metrics):
         lo, hi = self.eval_levels

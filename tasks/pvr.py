@@ -12,6 +12,7 @@ import itertools
 
 import gin
 import numpy as np
+import torch
 
 from engine.data import generated_batches
 from engine.errors import ConfigError
@@ -45,13 +46,37 @@ def cpvr_examples(rng: np.random.Generator, hops: np.ndarray, length: int) -> di
     return {"tokens": tokens.astype(np.int64), "label": labels, "level": hops.astype(np.int64), "chain": chain}
 
 
+def pointer_chain(tokens: np.ndarray) -> list[int]:
+    """The positions the C-PVR walk visits: 0, p_1, ..., p_M (the last holds the label)."""
+    chain, following = [0], int(tokens[0])
+    while following > chain[-1]:
+        chain.append(following)
+        following = int(tokens[following])
+    return chain
+
+
+def shortcut_answers(tokens: np.ndarray) -> np.ndarray:
+    """A C-PVR answer that does not follow the chain, for each row of (n, L) tokens.
+
+    It reads the value at the right-most position that an earlier position points to and that
+    does not itself point forward: two attention steps whatever the hop count. It is right more
+    often for more hops (the chain's end moves right and fewer filler decoys remain), and on
+    short sequences it solves most long chains (results/cpvr_shortcuts).
+    """
+    n, length = tokens.shape
+    pointed_to = np.zeros((n, length), dtype=bool)
+    for source in range(length):
+        target = tokens[:, source]
+        forward = target > source
+        pointed_to[np.flatnonzero(forward), target[forward]] = True
+    candidates = pointed_to & (tokens <= np.arange(length)[None, :])
+    rightmost = np.where(candidates.any(axis=1), length - 1 - np.argmax(candidates[:, ::-1], axis=1), 0)
+    return tokens[np.arange(n), rightmost]
+
+
 def num_hops(tokens: np.ndarray) -> int:
     """The C-PVR verifier: how many forward moves the pointer walk from position 0 makes."""
-    hops, current, following = 0, 0, int(tokens[0])
-    while following > current:
-        hops, current = hops + 1, following
-        following = int(tokens[current])
-    return hops
+    return len(pointer_chain(tokens)) - 1
 
 
 @gin.configurable
@@ -61,9 +86,15 @@ class CPVR(LeveledClassificationTask):
     level_name = "hops"
 
     def __init__(self, *, length: int = 16, train_hops: tuple[int, int] = (1, 4),
-                 eval_hops: tuple[int, int] = (1, 8), eval_examples_per_level: int = 256) -> None:
+                 eval_hops: tuple[int, int] = (1, 8), eval_examples_per_level: int = 256,
+                 curriculum_batches: int = 0) -> None:
+        """`curriculum_batches` > 0 opens the training hops one at a time: batch i draws hops
+        from train_hops[0] up to train_hops[0] + i // curriculum_batches (capped)."""
         if length < 2:
             raise ConfigError(f"CPVR.length must be >= 2, got {length}")
+        if not isinstance(curriculum_batches, int) or curriculum_batches < 0:
+            raise ConfigError(f"CPVR.curriculum_batches must be an integer >= 0, got {curriculum_batches!r}")
+        self.curriculum_batches = curriculum_batches
         self.length = length
         self.train_levels = check_range("CPVR.train_hops", train_hops, 1, length - 1)
         self.eval_levels = check_range("CPVR.eval_hops", eval_hops, 1, length - 1)
@@ -75,6 +106,8 @@ class CPVR(LeveledClassificationTask):
         def make(rng, size, index):
             if split == "train":
                 lo, hi = self.train_levels
+                if self.curriculum_batches:
+                    hi = min(hi, lo + index // self.curriculum_batches)
                 hops = rng.integers(lo, hi + 1, size=size)
             else:
                 hops = balanced_levels(self.eval_levels, size, index)
@@ -88,6 +121,16 @@ class CPVR(LeveledClassificationTask):
 
     def tokens(self, batch):
         return int(batch["tokens"].numel())
+
+    def chain(self, tokens):
+        return pointer_chain(tokens)
+
+    def example_groups(self, batch):
+        """'no_shortcut': the examples that `shortcut_answers` gets wrong, where only following
+        the chain gives the label (accuracy_no_shortcut/hops_k)."""
+        tokens = batch["tokens"].cpu().numpy()
+        wrong = shortcut_answers(tokens) != batch["label"].cpu().numpy()
+        return {"no_shortcut": torch.from_numpy(wrong).to(batch["label"].device)}
 
 
 # --- vector PVR ----------------------------------------------------------------------------
