@@ -9,6 +9,14 @@
 #
 # Packages the GPU image lacks travel as wheels in .whl/ and, for sdist-only ones (deepspeed,
 # fairscale), as copied package folders in .devsite/; a prebuilt LRA data cache in .lracache/.
+# Build them here (all three are git-ignored through .git/info/exclude):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl gin-config==0.5.0 hjson==3.1.0 pydantic==2.13.4 \
+#     pydantic-core==2.46.4 annotated-types==0.7.0 typing-inspection==0.4.2
+#   cp -r $(python -c 'import deepspeed,os;print(os.path.dirname(deepspeed.__file__))') \
+#         $(python -c 'import fairscale,os;print(os.path.dirname(fairscale.__file__))') .devsite/
+#   python launch/reproduce.py lra --budget small --cache .lracache ... (or any run that builds
+#     the ListOps/Pathfinder caches with LRAListOps.cache / LRAPathfinder.cache = '.lracache')
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/device_out}
