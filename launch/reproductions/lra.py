@@ -14,6 +14,7 @@ import argparse
 import glob
 import json
 import os
+import shlex
 import time
 import traceback
 from typing import Any
@@ -191,7 +192,7 @@ def main(argv: list[str]) -> int:
             print(f"=== {task} / {attention} ({args.budget})", flush=True)
             rows.append(run_one(task, attention, args, attention_dir))
     os.makedirs(args.out, exist_ok=True)
-    command = "python launch/reproduce.py lra " + " ".join(argv)
+    command = "python launch/reproduce.py lra " + shlex.join(argv)
     header = (f"# Long Range Arena, budget '{args.budget}'\n\n"
               f"Command: `{command}`\n\n"
               "Test accuracy (%) of each attention on each task, beside the paper's Table 1 "
