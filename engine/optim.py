@@ -7,6 +7,7 @@ so their state round-trips through checkpoints with `weights_only=True`.
 """
 from __future__ import annotations
 
+import abc
 import math
 from typing import Mapping
 
@@ -64,7 +65,7 @@ def _under(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
 
-class _Schedule:
+class _Schedule(abc.ABC):
     """A multiplier of the base learning rate as a function of the step (0-based)."""
 
     def __init__(self, *, warmup_steps: int = 0) -> None:
@@ -78,8 +79,9 @@ class _Schedule:
     def warmup(self, step: int) -> float:
         return min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
 
-    def __call__(self, step: int) -> float:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __call__(self, step: int) -> float:
+        """The multiplier at `step`."""
 
 
 @gin.configurable

@@ -13,6 +13,7 @@ settings; the images are built once per process and shared by every run of a swe
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any, Sequence
 
@@ -40,9 +41,9 @@ class FewShotData:
     test_labels: np.ndarray
 
 
-class FewShotSource:
+class FewShotSource(abc.ABC):
     """A downstream task: subclasses set `name`, `distance` ('near' / 'far' from upstream),
-    `num_classes`, and implement `images(rng, labels, image_size)`."""
+    `num_classes`, and implement `split(part, per_class, image_size)`."""
 
     name = "source"
     distance = "far"
@@ -60,14 +61,9 @@ class FewShotSource:
         return tuple(sorted((k, v if not isinstance(v, list) else tuple(v)) for k, v in vars(self).items()
                             if k != "num_classes"))
 
-    def images(self, rng: np.random.Generator, labels: np.ndarray, image_size: int) -> np.ndarray:
-        """Float images (N, 3, size, size) in [0, 1] showing the given labels."""
-        raise NotImplementedError
-
+    @abc.abstractmethod
     def split(self, part: str, per_class: int, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-        labels = np.repeat(np.arange(self.num_classes), per_class)
-        rng = np.random.default_rng([self.seed, split_id(self.name), split_id(part)])
-        return self.images(rng, labels, image_size).astype(np.float32), labels.astype(np.int64)
+        """Images (N, C, size, size) and labels of the 'pool' or 'test' part."""
 
     def load(self, image_size: int, channels: int = 3) -> FewShotData:
         key = (type(self).__name__, self.settings(), image_size, channels)
@@ -77,6 +73,27 @@ class FewShotSource:
             _CACHE[key] = FewShotData(self.num_classes, match_channels(train_x, channels), train_y,
                                       match_channels(test_x, channels), test_y)
         return _CACHE[key]
+
+
+class GeneratedFewShotSource(FewShotSource):
+    """A procedural downstream task: implement `images(rng, labels, image_size)`; each part is
+    drawn from its own seeded stream, so pool and test never share an image."""
+
+    @abc.abstractmethod
+    def images(self, rng: np.random.Generator, labels: np.ndarray, image_size: int) -> np.ndarray:
+        """Float images (N, 3, size, size) in [0, 1] showing the given labels."""
+
+    def split(self, part: str, per_class: int, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.repeat(np.arange(self.num_classes), per_class)
+        rng = np.random.default_rng([self.seed, split_id(self.name), split_id(part)])
+        return self.images(rng, labels, image_size).astype(np.float32), labels.astype(np.int64)
+
+
+def take_per_class(labels: np.ndarray, per_class: int, seed: Sequence[int]) -> np.ndarray:
+    """Indices of up to `per_class` examples of every class, drawn by a seeded permutation and
+    grouped by class in label order."""
+    order = np.random.default_rng(list(seed)).permutation(len(labels))
+    return np.concatenate([order[labels[order] == c][:per_class] for c in range(int(labels.max()) + 1)])
 
 
 def match_channels(images: np.ndarray, channels: int) -> np.ndarray:
@@ -98,7 +115,7 @@ def _pair(owner: str, name: str, value: Sequence[float]) -> tuple[float, float]:
 
 
 @gin.configurable
-class CoarseShapes(FewShotSource):
+class CoarseShapes(GeneratedFewShotSource):
     """Near: upstream-like images (same factors and rendering), labelled by shape alone."""
 
     name, distance = "coarse_shape", "near"
@@ -118,7 +135,7 @@ class CoarseShapes(FewShotSource):
 
 
 @gin.configurable
-class TextureFrequency(FewShotSource):
+class TextureFrequency(GeneratedFewShotSource):
     """Far: which of `frequencies` an object's (non-solid) texture is drawn at. Two levels far
     apart and large objects: at 16x16 finer steps are not linearly readable even from pixels."""
 
@@ -143,7 +160,7 @@ class TextureFrequency(FewShotSource):
 
 
 @gin.configurable
-class ObjectCount(FewShotSource):
+class ObjectCount(GeneratedFewShotSource):
     """Far: how many objects (1..max_count) a scene holds; objects sit in distinct cells of a
     2x2 grid so they never overlap and the count is always visible."""
 
@@ -170,7 +187,7 @@ class ObjectCount(FewShotSource):
 
 
 @gin.configurable
-class NoiseLevel(FewShotSource):
+class NoiseLevel(GeneratedFewShotSource):
     """Far: which standard deviation of Gaussian pixel noise was added to an upstream-like image."""
 
     name = "noise_level"
@@ -201,8 +218,7 @@ class DigitsFewShot(FewShotSource):
 
     def split(self, part, per_class, image_size):
         images, labels = digits("train" if part == "pool" else "test", size=image_size)
-        order = np.random.default_rng([self.seed, split_id(part)]).permutation(len(labels))
-        chosen = np.concatenate([order[labels[order] == c][:per_class] for c in range(10)])
+        chosen = take_per_class(labels, per_class, [self.seed, split_id(part)])
         return images[chosen].astype(np.float32), labels[chosen].astype(np.int64)
 
 
@@ -229,8 +245,7 @@ class FilesFewShot(FewShotSource):
         from tasks.images.files import read_images
         images, labels = read_images(self.pool_path if part == "pool" else self.test_path, self.file_format)
         self.num_classes = max(self.num_classes, int(labels.max()) + 1)
-        order = np.random.default_rng([self.seed, split_id(part)]).permutation(len(labels))
-        chosen = np.concatenate([order[labels[order] == c][:per_class] for c in range(int(labels.max()) + 1)])
+        chosen = take_per_class(labels, per_class, [self.seed, split_id(part)])
         pixels = images[chosen].astype(np.float32) / 255.0
         if pixels.shape[-1] != image_size:
             pixels = resize(pixels, image_size)

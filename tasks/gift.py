@@ -7,6 +7,7 @@ round to round builds the intermediate domains that the data lacks (Abnar et al.
 """
 from __future__ import annotations
 
+import abc
 from typing import Any, Sequence
 
 import gin
@@ -25,14 +26,16 @@ from tasks.pseudo_labels import (check_confidence_settings, confidence_of, freez
 MIXED_LABELS = ("pair", "teacher")
 
 
-class LambdaSchedule:
+class LambdaSchedule(abc.ABC):
     """How far towards the target round `k` (0-based) of `rounds` interpolates."""
 
+    @abc.abstractmethod
     def mean(self, k: int, rounds: int) -> float:
-        raise NotImplementedError
+        """The mean lambda of round k."""
 
+    @abc.abstractmethod
     def sample(self, rng: np.random.Generator, n: int, k: int, rounds: int) -> np.ndarray:
-        raise NotImplementedError
+        """One lambda per pair for round k."""
 
 
 def ramp(k: int, rounds: int, first: float) -> float:

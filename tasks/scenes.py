@@ -8,6 +8,7 @@ a pure function of (seed, index), so a larger set starts with the rooms of a sma
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import hashlib
 import json
@@ -87,11 +88,12 @@ class SceneTrajectories:
         return self
 
 
-class SceneSource:
+class SceneSource(abc.ABC):
     """Where scene trajectories come from; `load()` returns them (built once, then kept)."""
 
+    @abc.abstractmethod
     def load(self) -> SceneTrajectories:
-        raise NotImplementedError
+        """The trajectories, validated."""
 
 
 def render_path(room: Room, path: CameraPath, resolution: int, intrinsics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ refreshing, chunking and classifier-free guidance are all built into the denoise
 """
 from __future__ import annotations
 
+import abc
 from typing import Callable, Sequence
 
 import gin
@@ -25,7 +26,7 @@ def _noise_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Ten
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
-class Sampler:
+class Sampler(abc.ABC):
     """Walks a chain of timesteps t_1 > t_2 > ... > t_n, then to s = -1 (clean data)."""
 
     name = "sampler"
@@ -38,9 +39,10 @@ class Sampler:
         self.steps = steps
         self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
 
+    @abc.abstractmethod
     def step(self, diffusion: GaussianDiffusion, x_t: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
              x0: torch.Tensor, eps: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        raise NotImplementedError
+        """x_s from x_t, given the denoiser's x0 and eps predictions at t."""
 
     @torch.no_grad()
     def __call__(self, diffusion: GaussianDiffusion, denoise: Denoiser, x_T: torch.Tensor, *,
