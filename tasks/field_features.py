@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from tasks.field_sources.base import FieldSource
+from tasks.fixed_classifier import train_fixed_classifier
 
 FEATURE_DIM = 64
 _CACHE: dict[tuple, "FeatureNet"] = {}
@@ -55,8 +56,7 @@ class FeatureNet(nn.Module):
 def train_feature_net(source: FieldSource, *, steps: int = 400, batch_size: int = 32, seed: int = 0) -> FeatureNet:
     """Train (or fetch from the cache) the feature classifier of `source`; deterministic.
 
-    It runs on the CPU under its own seeded RNG, so the caller's random streams are untouched,
-    with gradients and full precision even when called from inside an evaluation.
+    It runs on the CPU under its own seeded RNG (tasks.fixed_classifier).
     """
     key = source.key() + (steps, batch_size, seed)
     if key in _CACHE:
@@ -64,22 +64,10 @@ def train_feature_net(source: FieldSource, *, steps: int = 400, batch_size: int 
     train, held_out = source.pool("train"), source.pool("eval")
     inputs = torch.as_tensor(source.feature_input(train.values))
     labels = torch.as_tensor(train.labels)
-    with torch.random.fork_rng(devices=[]), torch.enable_grad(), torch.autocast("cpu", enabled=False):
-        torch.manual_seed(seed)
-        net = FeatureNet(source.layout, source.signal_dim, inputs[0].numel(), source.num_classes)
-        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1e-4)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-2, total_steps=steps)
-        generator = torch.Generator().manual_seed(seed)
-        net.train()
-        for _ in range(steps):
-            chosen = torch.randint(0, len(labels), (batch_size,), generator=generator)
-            loss = nn.functional.cross_entropy(net(inputs[chosen]), labels[chosen])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+    net = train_fixed_classifier(
+        lambda: FeatureNet(source.layout, source.signal_dim, inputs[0].numel(), source.num_classes),
+        inputs, labels, steps=steps, batch_size=batch_size, seed=seed, lr=1e-2, one_cycle=True)
     _, predicted = net.embed(source.feature_input(held_out.values))
     net.accuracy = float((predicted == held_out.labels).mean())
-    net.requires_grad_(False)
     _CACHE[key] = net
     return net

@@ -11,9 +11,9 @@ import hashlib
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from models.cnn import SmallCNN
+from tasks.fixed_classifier import train_fixed_classifier
 from tasks.scenes import SceneTrajectories
 
 _CACHE: dict[tuple, "FrameClassifier"] = {}
@@ -58,19 +58,8 @@ def train_frame_classifier(scenes: SceneTrajectories, label: str | None, *, step
     held_out = (np.arange(len(scenes)) % 5 == 0) if label is not None else np.zeros(len(scenes), dtype=bool)
     frames = torch.as_tensor(scenes.rgb[~held_out].reshape(-1, scenes.height, scenes.width, 3)).permute(0, 3, 1, 2)
     labels = torch.as_tensor(np.repeat(targets[~held_out], scenes.frames))
-    with torch.random.fork_rng(devices=[]), torch.enable_grad(), torch.autocast("cpu", enabled=False):
-        torch.manual_seed(seed)
-        network = SmallCNN(channels=3, num_classes=classes, widths=(16, 32, 32))
-        optimizer = torch.optim.AdamW(network.parameters(), lr=3e-3, weight_decay=1e-4)
-        generator = torch.Generator().manual_seed(seed)
-        network.train()
-        for _ in range(steps):
-            chosen = torch.randint(0, len(labels), (batch_size,), generator=generator)
-            loss = F.cross_entropy(network(frames[chosen])["logits"], labels[chosen])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    network.requires_grad_(False)
+    network = train_fixed_classifier(lambda: SmallCNN(channels=3, num_classes=classes, widths=(16, 32, 32)),
+                                     frames, labels, steps=steps, batch_size=batch_size, seed=seed, lr=3e-3)
     classifier = FrameClassifier(network, float("nan"))
     if held_out.any():
         _, predicted = classifier.embed(scenes.rgb[held_out].reshape(-1, scenes.height, scenes.width, 3))
