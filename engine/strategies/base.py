@@ -171,22 +171,6 @@ class Strategy(abc.ABC):
                     for v in s.values() if isinstance(v, torch.Tensor))
         return {"parameters": int(params), "optimizer": int(state)}
 
-    # Replicated strategies (single, ddp, fairscale) share one format: rank 0 writes
-    # model + optimizer + schedule to state.pt; every rank writes its own train state (RNG).
-    def save_replicated(self, directory: str, train_state: dict, optimizer_state: dict | None = None) -> None:
-        if self.is_main:
-            torch.save({"model": self.module.state_dict(),
-                        "optimizer": optimizer_state if optimizer_state is not None else self.optimizer.state_dict(),
-                        "schedule": self.schedule_state_dict()}, os.path.join(directory, STATE_FILE))
-        self.save_rank_state(directory, train_state)
-
-    def load_replicated(self, directory: str) -> tuple[dict, dict]:
-        """Load state.pt into model and schedule; return (optimizer state, this rank's train state)."""
-        state = load_file(os.path.join(directory, STATE_FILE))
-        self.module.load_state_dict(state["model"])
-        self.schedule.load_state_dict(state["schedule"])
-        return state["optimizer"], self.load_rank_state(directory)
-
     def save_rank_state(self, directory: str, train_state: dict) -> None:
         torch.save(train_state, os.path.join(directory, RANK_STATE_FILE.format(rank=self.rank)))
 
@@ -197,6 +181,30 @@ class Strategy(abc.ABC):
                           "this rank continues with rank 0's RNG state")
             path = os.path.join(directory, RANK_STATE_FILE.format(rank=0))
         return load_file(path)
+
+
+class ReplicatedStrategy(Strategy):
+    """Strategies whose every rank holds the whole model (single, ddp, fairscale) share one
+    checkpoint format: rank 0 writes model + optimizer + schedule to state.pt; every rank writes
+    its own train state (RNG)."""
+
+    def full_optimizer_state(self) -> dict | None:
+        """The whole optimizer state on rank 0 (a collective where the state is sharded)."""
+        return self.optimizer.state_dict()
+
+    def save(self, directory: str, train_state: dict) -> None:
+        optimizer_state = self.full_optimizer_state()
+        if self.is_main:
+            torch.save({"model": self.module.state_dict(), "optimizer": optimizer_state,
+                        "schedule": self.schedule_state_dict()}, os.path.join(directory, STATE_FILE))
+        self.save_rank_state(directory, train_state)
+
+    def load(self, directory: str) -> dict:
+        state = load_file(os.path.join(directory, STATE_FILE))
+        self.module.load_state_dict(state["model"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        return self.load_rank_state(directory)
 
 
 def load_file(path: str) -> Any:

@@ -11,12 +11,12 @@ import gin
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from engine.strategies.base import Strategy
+from engine.strategies.base import ReplicatedStrategy
 from engine.strategies.single import consolidate  # noqa: F401  (same checkpoint format)
 
 
 @gin.configurable
-class DDP(Strategy):
+class DDP(ReplicatedStrategy):
     """Data parallel with replicated parameters and optimizer state."""
 
     name = "ddp"
@@ -42,11 +42,3 @@ class DDP(Strategy):
 
     def accumulating(self, last: bool):
         return contextlib.nullcontext() if last else self.ddp.no_sync()
-
-    def save(self, directory: str, train_state: dict) -> None:
-        self.save_replicated(directory, train_state)
-
-    def load(self, directory: str) -> dict:
-        optimizer_state, train_state = self.load_replicated(directory)
-        self.optimizer.load_state_dict(optimizer_state)
-        return train_state

@@ -13,12 +13,12 @@ import inspect
 import gin
 import torch
 
-from engine.strategies.base import Strategy
+from engine.strategies.base import ReplicatedStrategy
 from engine.strategies.single import consolidate  # noqa: F401  (same checkpoint format)
 
 
 @gin.configurable
-class Fairscale(Strategy):
+class Fairscale(ReplicatedStrategy):
     """fairscale OSS + ShardedDataParallel."""
 
     name = "fairscale"
@@ -60,12 +60,6 @@ class Fairscale(Strategy):
                                       for v in s.values() if isinstance(v, torch.Tensor)))
         return report
 
-    def save(self, directory: str, train_state: dict) -> None:
+    def full_optimizer_state(self) -> dict | None:
         self.optimizer.consolidate_state_dict(recipient_rank=0)  # collective
-        full = self.optimizer.state_dict() if self.is_main else None
-        self.save_replicated(directory, train_state, optimizer_state=full)
-
-    def load(self, directory: str) -> dict:
-        optimizer_state, train_state = self.load_replicated(directory)
-        self.optimizer.load_state_dict(optimizer_state)
-        return train_state
+        return self.optimizer.state_dict() if self.is_main else None

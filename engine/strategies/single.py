@@ -7,11 +7,11 @@ import gin
 import torch
 
 from engine.errors import require
-from engine.strategies.base import STATE_FILE, Strategy, load_file
+from engine.strategies.base import STATE_FILE, ReplicatedStrategy, load_file
 
 
 @gin.configurable
-class SingleProcess(Strategy):
+class SingleProcess(ReplicatedStrategy):
     """One process, CPU or one GPU: no wrapping, plain torch checkpoints."""
 
     name = "single"
@@ -28,14 +28,6 @@ class SingleProcess(Strategy):
         self.schedule = make_schedule(self.optimizer)
         self.model = torch.compile(self.module) if settings.compile else self.module
         return self.model
-
-    def save(self, directory: str, train_state: dict) -> None:
-        self.save_replicated(directory, train_state)
-
-    def load(self, directory: str) -> dict:
-        optimizer_state, train_state = self.load_replicated(directory)
-        self.optimizer.load_state_dict(optimizer_state)
-        return train_state
 
 
 def consolidate(directory: str) -> dict[str, torch.Tensor]:
