@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from engine.logging import read_metrics
-from launch.experiment import REPO, markdown_table, run_config
+from launch.experiment import REPO, markdown_table, mean_std, run_config
 
 METHODS = {  # key: (label, gin file, extra bindings)
     "zeroshot": ("zero-shot CLIP", "gin/aape/zeroshot.gin", []),
@@ -76,11 +76,6 @@ def prompt_run(method: str, shots: int, seed: int, root: str, backbone: str, ste
     return metrics
 
 
-def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
-
-
 def table_rows(results: dict[str, dict[int, list[dict[str, float]]]], shots: list[int]) -> list[dict[str, Any]]:
     rows = []
     for k in shots:
@@ -89,7 +84,7 @@ def table_rows(results: dict[str, dict[int, list[dict[str, float]]]], shots: lis
             if not runs:
                 continue
             row = {"shots": k, "method": METHOD_LABELS[method], "seeds": len(runs)}
-            row.update({name: mean_std([r[name] for r in runs]) for name in METRICS})
+            row.update({name: mean_std([r[name] for r in runs], percent=True) for name in METRICS})
             rows.append(row)
     return rows
 

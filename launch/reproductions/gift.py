@@ -16,7 +16,7 @@ import statistics
 import time
 from typing import Any
 
-from launch.experiment import REPO, markdown_table, run_config
+from launch.experiment import REPO, markdown_table, mean_std, run_config
 
 SHIFTS = {  # name: (overlay gin files, description)
     "digits": ([], "digits rotated 0-5 deg -> 30-35 deg, MLP"),
@@ -58,11 +58,6 @@ def label(method: str) -> str:
     return "source only" if method == SOURCE_ONLY else METHODS[method][0]
 
 
-def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
-
-
 def summary_rows(results: dict, shifts: list[str], seeds: list[int]) -> list[dict[str, Any]]:
     rows = []
     for method in [SOURCE_ONLY, *METHODS]:
@@ -74,7 +69,7 @@ def summary_rows(results: dict, shifts: list[str], seeds: list[int]) -> list[dic
                 finals = [runs[adapting[0]][seed][0] for seed in seeds] if adapting else []
             else:
                 finals = [runs[method][seed][-1] for seed in seeds] if method in runs else []
-            row[shift] = mean_std(finals) if finals else ""
+            row[shift] = mean_std(finals, percent=True) if finals else ""
         rows.append(row)
     return rows
 
@@ -88,7 +83,7 @@ def round_rows(results: dict, shift: str, seeds: list[int]) -> tuple[list[dict[s
             continue
         row = {"method": label(method)}
         for k in range(len(curves[0])):
-            row["source" if k == 0 else f"round {k}"] = mean_std([c[k] for c in curves])
+            row["source" if k == 0 else f"round {k}"] = mean_std([c[k] for c in curves], percent=True)
         rows.append(row)
         longest = max(longest, len(curves[0]))
     return rows, ["method", "source", *[f"round {k}" for k in range(1, longest)]]

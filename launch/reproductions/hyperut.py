@@ -20,7 +20,7 @@ import statistics
 import time
 from typing import Any, Sequence
 
-from launch.experiment import REPO, markdown_table, run_config
+from launch.experiment import REPO, markdown_table, mean_std, run_config
 
 CPVR_MODELS = (  # name, run folder, gin files (later files win)
     ("Transformer", "Transformer",
@@ -40,15 +40,6 @@ IMAGE_TASKS = (  # name, extra gin file (None: digits as in the files), steps (3
     ("digits 16x16", None, 1000),
     ("textured shapes 32x32", "gin/base/textured_shapes.gin", 600),
 )
-
-
-def mean_std(values: Sequence[float]) -> str:
-    values = [v for v in values if v == v]
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def final_eval(result: Any) -> dict[str, float]:

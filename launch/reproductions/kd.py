@@ -26,7 +26,7 @@ import torch
 
 from engine import config
 from engine.task import Shard
-from launch.experiment import REPO, gin_path, markdown_table, run_config
+from launch.experiment import REPO, gin_path, markdown_table, mean_std, run_config
 from tasks.digits_canvas import DIGIT
 from tasks.images.transforms import place_on_canvas
 from tasks.similarity import compare_models
@@ -160,9 +160,7 @@ def mean(xs: list[float]) -> float:
 
 
 def cell(xs: list[float]) -> str:
-    if not xs:
-        return "-"
-    return f"{mean(xs):.3f} ± {statistics.stdev(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"
+    return mean_std(xs, empty="-")
 
 
 def digits_table(results: dict) -> str:
