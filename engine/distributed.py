@@ -55,9 +55,13 @@ def init_process_group(timeout_s: float = 600.0) -> None:
         dist.init_process_group(backend=backend, timeout=timeout)
 
 
-def shutdown() -> None:
-    """Destroy the process group, if one was started."""
+def shutdown(finished: bool = False) -> None:
+    """Destroy the process group, if one was started. After a normal finish the ranks first meet
+    at a barrier, so that none tears down gloo/NCCL while another still talks to it (seen as a
+    rare 'terminate called without an active exception' abort of one rank at exit)."""
     if dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

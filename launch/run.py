@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.errors import ConfigError
     from engine.trainer import NonFiniteError
 
+    finished = False
     try:
         config.import_packages()
         if args.list:
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         config.parse(args.gin, args.bind)
         workdir = args.workdir or default_workdir(args.gin)
         program.main(workdir, dry_run=args.print_config)
+        finished = True
     except program.DryRunComplete as done:
         print(done.report)
         return 0
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         from engine import distributed
-        distributed.shutdown()
+        distributed.shutdown(finished=finished)
     return 0
 
 
