@@ -68,3 +68,15 @@ def device_of(model: torch.nn.Module) -> torch.device:
     for param in model.parameters():
         return param.device
     return torch.device("cpu")
+
+
+def follow(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move a helper model a task holds (a frozen teacher) to where the batch lives.
+
+    The engine places the trained model and the batches; a task's own models stay wherever they
+    were built until the first batch shows the device (CPU for the pre-flight check, then the
+    strategy's device), and they move once, not per step.
+    """
+    if device_of(module) != device:
+        module.to(device)
+    return module

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from engine.errors import ConfigError
+
 
 def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
@@ -26,10 +28,28 @@ def env_local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+DEVICE_ENV = "GINTRAIN_DEVICE"
+
+
 def default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", env_local_rank() % torch.cuda.device_count())
-    return torch.device("cpu")
+    """This rank's device: one GPU per local rank where CUDA is present, else the CPU.
+
+    $GINTRAIN_DEVICE=cpu keeps a run on the CPU (and gloo) on a GPU machine. NCCL cannot put two
+    ranks of one job on the same GPU, so more local ranks than GPUs is an error, not a silent share.
+    """
+    choice = os.environ.get(DEVICE_ENV, "").strip().lower()
+    if choice not in ("", "cpu", "cuda"):
+        raise ConfigError(f"${DEVICE_ENV} must be 'cpu' or 'cuda', got {choice!r}")
+    if choice == "cpu" or not torch.cuda.is_available():
+        if choice == "cuda":
+            raise ConfigError(f"${DEVICE_ENV}=cuda but torch sees no CUDA device")
+        return torch.device("cpu")
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    gpus = torch.cuda.device_count()
+    if local_ranks > gpus:
+        raise ConfigError(f"{local_ranks} ranks on this node but {gpus} GPU(s): NCCL needs one GPU per rank. "
+                          f"Use --nproc-per-node {gpus}, or run on the CPU with {DEVICE_ENV}=cpu")
+    return torch.device("cuda", env_local_rank())
 
 
 def init_process_group(timeout_s: float = 600.0) -> None:

@@ -115,7 +115,7 @@ if part lra; then
   wait "${pids[@]}"
   tail -n 3 /tmp/lra-*.log > "$OUT/lra.txt"
   # The finished runs are reused: this pass only evaluates and writes the combined table.
-  timeout 90 $PY launch/reproduce.py lra --tasks "$(echo $TASKS | tr ' ' ',')" --budget small \
+  timeout ${LRA_EVAL_TIMEOUT:-90} $PY launch/reproduce.py lra --tasks "$(echo $TASKS | tr ' ' ',')" --budget small \
     --cache "$CACHE" --runs $RUNS --out "$OUT/lra" >> "$OUT/lra.txt" 2>&1
   cat "$OUT/lra/table.md"
 fi

@@ -13,7 +13,7 @@ import gin
 import torch
 
 from engine import summaries
-from engine.data import device_of
+from engine.data import device_of, follow
 from engine.errors import ConfigError, require
 from engine.task import Shard, Task
 from tasks import similarity
@@ -90,9 +90,7 @@ class Distillation(Task):
         if self.teacher is None:
             raise ConfigError("Distillation has no teacher: run it through the `distill` program "
                               "(run.program = @distill) or pass teacher=")
-        if device_of(self.teacher) != device:
-            self.teacher.to(device)
-        return self.teacher
+        return follow(self.teacher, device)
 
     # --- data: the wrapped task's -----------------------------------------------------------
     def batches(self, split, shard):

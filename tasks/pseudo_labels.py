@@ -13,6 +13,7 @@ import gin
 import torch
 import torch.nn.functional as F
 
+from engine.data import follow
 from engine.errors import require
 from engine.task import Shard, Task
 from tasks.arrays import shuffled_batches
@@ -92,7 +93,8 @@ class PseudoLabelTask(Task):
 
     def loss(self, model, batch):
         inputs = batch[self.domains.input_key]
-        labels, keep, scores = teacher_labels(self.teacher, inputs, self.drop_fraction, self.confidence)
+        labels, keep, scores = teacher_labels(follow(self.teacher, inputs.device), inputs, self.drop_fraction,
+                                              self.confidence)
         logits = logits_of(model(inputs))
         loss = masked_cross_entropy(logits, labels, keep)
         agreement = (logits.detach().argmax(-1) == labels).float().mean()

@@ -25,7 +25,7 @@ def test_pretrain_then_each_downstream_stage_starts_from_the_pretrained_weights(
     pretrained = checkpoint.consolidated_state_dict(results["pretrain"].checkpoint)
     # With a zero learning rate the topic stage's weights are exactly the pre-trained ones.
     for name, value in results["topic"].model.state_dict().items():
-        assert torch.equal(value, pretrained[name]), name
+        assert torch.equal(value.cpu(), pretrained[name]), name
     assert max(r["step"] for r in read_metrics(os.path.join(workdir, "spliced"))) == 2
     assert not os.path.exists(os.path.join(workdir, "reversed"))
 

@@ -19,6 +19,12 @@ from tests.engine.torchrun import BINDINGS, CHECKPOINT_EVERY, STEPS
 RESUMABLE = ["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3", "fairscale"]
 
 
+@pytest.fixture(autouse=True)
+def on_cpu(monkeypatch):
+    """The in-process references run where the torchrun ranks do: on the CPU, also on a GPU machine."""
+    monkeypatch.setenv("GINTRAIN_DEVICE", "cpu")
+
+
 @pytest.fixture(scope="session")
 def shared_dir(tmp_path_factory) -> str:
     """A folder all xdist workers of this session share (each worker's basetemp is inside it)."""

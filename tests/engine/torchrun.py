@@ -44,7 +44,10 @@ def start(workdir: str, strategy: str, *, bindings: list[str] = BINDINGS, launch
     launcher = launcher or ["--standalone", "--nproc-per-node", "2"]
     log = open(f"{workdir}.{log_name}", "w")
     command = TORCHRUN + launcher + [RUN] + cli_args(strategy, bindings) + ["--workdir", workdir]
-    return subprocess.Popen(command, cwd=REPO, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT,
+    # The ranks stay on CPU/gloo on a GPU machine too: what these jobs test is the strategies' semantics,
+    # compared exactly with CPU references (and one GPU could not host two NCCL ranks anyway).
+    env = subprocess_env(GINTRAIN_DEVICE=os.environ.get("GINTRAIN_DEVICE", "cpu"))
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
 

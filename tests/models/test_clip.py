@@ -109,6 +109,11 @@ def test_hugging_face_loader_rejects_what_it_cannot_read(tmp_path):
         save_hf_clip(tiny_clip(), str(tmp_path / "out"))  # a ViT without CLIP's pre-LayerNorm
 
 
+def projected(features):
+    """transformers 4 returns the projected embeddings; 5 returns an output whose pooler_output holds them."""
+    return features if isinstance(features, torch.Tensor) else features.pooler_output
+
+
 def test_hugging_face_loader_matches_transformers(tmp_path):
     transformers = pytest.importorskip("transformers", reason="transformers is not installed (optional)")
     config = transformers.CLIPConfig(text_config=TINY_HF["text_config"], vision_config=TINY_HF["vision_config"],
@@ -119,7 +124,8 @@ def test_hugging_face_loader_matches_transformers(tmp_path):
     ours = load_hf_clip(str(tmp_path))
     images, tokens = torch.rand(2, 3, 8, 8), torch.tensor([[4, 5, 29, 0], [6, 29, 0, 0]])
     with torch.no_grad():
-        expected_image = torch.nn.functional.normalize(reference.get_image_features(pixel_values=images), dim=-1)
-        expected_text = torch.nn.functional.normalize(reference.get_text_features(input_ids=tokens), dim=-1)
+        expected_image = torch.nn.functional.normalize(
+            projected(reference.get_image_features(pixel_values=images)), dim=-1)
+        expected_text = torch.nn.functional.normalize(projected(reference.get_text_features(input_ids=tokens)), dim=-1)
         assert torch.allclose(ours.encode_image(images), expected_image, atol=1e-5)
         assert torch.allclose(ours.encode_text(tokens), expected_text, atol=1e-5)

@@ -83,7 +83,7 @@ def test_prompt_gin_files_train_prompts_on_the_frozen_backbone(backbone, tmp_pat
                                                    "WarmupCosine.warmup_steps = 1"])
     assert set(result.metrics) == {"base_to_new", "ood", "retrieval"}
     weights = checkpoint.load_weights(export)
-    assert all(torch.equal(result.model.clip.state_dict()[k], v) for k, v in weights.items())
+    assert all(torch.equal(result.model.clip.state_dict()[k].cpu(), v) for k, v in weights.items())
     assert result.metrics["retrieval"] == prompt_run(tmp_path, export, "zeroshot").metrics["retrieval"]
 
 
