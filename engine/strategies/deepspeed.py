@@ -77,6 +77,12 @@ class DeepSpeed(Strategy):
 
     def prepare(self, module, make_optimizer, make_schedule, settings):
         import logging
+        if self.device.type == "cpu":
+            # DeepSpeed picks its own accelerator (CUDA wherever torch sees a GPU) and would put
+            # each rank on a GPU even where the engine runs on the CPU ($GINTRAIN_DEVICE=cpu).
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+            if os.environ["DS_ACCELERATOR"] != "cpu":
+                raise ConfigError(f"the run is on the CPU but $DS_ACCELERATOR={os.environ['DS_ACCELERATOR']!r}")
 
         import deepspeed
         deepspeed.utils.logger.setLevel(logging.WARNING)  # its INFO lines drown the run's own log
