@@ -77,8 +77,9 @@ def init_process_group(timeout_s: float = 600.0) -> None:
 
 def shutdown(finished: bool = False) -> None:
     """Destroy the process group, if one was started. After a normal finish the ranks first meet
-    at a barrier, so that none tears down gloo/NCCL while another still talks to it (seen as a
-    rare 'terminate called without an active exception' abort of one rank at exit)."""
+    at a barrier, so that none tears down gloo/NCCL while another still talks to it. (The rare
+    'terminate called without an active exception' abort of a finished rank happened later, in
+    interpreter finalization; launch/run.py's exit_rank skips that phase.)"""
     if dist.is_initialized():
         if finished:
             dist.barrier()

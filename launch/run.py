@@ -62,5 +62,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_rank(code: int) -> None:
+    """End a torchrun rank without interpreter finalization.
+
+    By then the run has closed its logs and checkpoints and destroyed the process group, but DDP,
+    FSDP or DeepSpeed may still hold the gloo/NCCL process-group objects; when the interpreter
+    tears them down, a worker thread can be destroyed while still joinable, and the rank aborts
+    ("terminate called without an active exception", exit -6, no Python frame) after a finished
+    run: 2 in 30 FSDP runs on this machine. Flushing and leaving with os._exit skips that phase.
+    """
+    import logging
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    if "RANK" in os.environ:  # a torchrun rank
+        exit_rank(exit_code)
+    sys.exit(exit_code)

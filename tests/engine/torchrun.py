@@ -46,7 +46,8 @@ def start(workdir: str, strategy: str, *, bindings: list[str] = BINDINGS, launch
     command = TORCHRUN + launcher + [RUN] + cli_args(strategy, bindings) + ["--workdir", workdir]
     # The ranks stay on CPU/gloo on a GPU machine too: what these jobs test is the strategies' semantics,
     # compared exactly with CPU references (and one GPU could not host two NCCL ranks anyway).
-    env = subprocess_env(GINTRAIN_DEVICE=os.environ.get("GINTRAIN_DEVICE", "cpu"))
+    # A rank that dies of a signal prints its Python stack into the job's log.
+    env = subprocess_env(GINTRAIN_DEVICE=os.environ.get("GINTRAIN_DEVICE", "cpu"), PYTHONFAULTHANDLER="1")
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
