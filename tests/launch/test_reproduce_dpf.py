@@ -15,13 +15,13 @@ TINY = ["FieldDiffusion.eval_samples = 8", "FieldDiffusion.grid_fields = 2", "Fi
 
 def test_reproduction_writes_a_table_with_both_methods_and_a_sample_grid(tmp_path):
     out, runs = str(tmp_path / "out"), str(tmp_path / "runs")
-    argv = ["--only", "sphere", "--steps-scale", "0.002", "--workdir", runs, "--out", out]
+    argv = ["--only", "sphere", "--steps-scale", "0.00025", "--workdir", runs, "--out", out]
     argv += [a for b in TINY for a in ("--bind", b)]
     assert dpf.main(argv) == 0
     table = open(os.path.join(out, "table.md")).read()
     rows = [line for line in table.splitlines() if line.startswith("| sphere |")]
     assert [row.split("|")[2].strip() for row in rows[:2]] == ["DPF (EMA)", "Gaussian fit"]
-    assert "| sphere | `gin/dpf_sphere.gin` | 4 |" in table  # 2000 steps x 0.002
+    assert "| sphere | `gin/dpf_sphere.gin` | 4 |" in table  # 16000 steps x 0.00025
     assert os.path.getsize(os.path.join(out, "sphere.png")) > 1000
     assert os.path.exists(os.path.join(runs, "sphere", "ema.safetensors"))
     # Run again: the finished run is evaluated, not trained again, and scores the same.
