@@ -32,10 +32,12 @@ DEVICE_ENV = "GINTRAIN_DEVICE"
 
 
 def default_device() -> torch.device:
-    """This rank's device: one GPU per local rank where CUDA is present, else the CPU.
+    """This rank's device: the GPU of its local rank where CUDA is present, else the CPU.
 
-    $GINTRAIN_DEVICE=cpu keeps a run on the CPU (and gloo) on a GPU machine. NCCL cannot put two
-    ranks of one job on the same GPU, so more local ranks than GPUs is an error, not a silent share.
+    $GINTRAIN_DEVICE=cpu keeps a run on the CPU (and gloo) on a GPU machine. A process that sees
+    exactly one GPU through CUDA_VISIBLE_DEVICES (a scheduler's GPU per task) uses it whatever its
+    local rank. Otherwise a local rank without a GPU of its own is an error, not a silent share:
+    NCCL cannot put two ranks of one job on the same GPU.
     """
     choice = os.environ.get(DEVICE_ENV, "").strip().lower()
     if choice not in ("", "cpu", "cuda"):
@@ -44,12 +46,14 @@ def default_device() -> torch.device:
         if choice == "cuda":
             raise ConfigError(f"${DEVICE_ENV}=cuda but torch sees no CUDA device")
         return torch.device("cpu")
-    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    gpus = torch.cuda.device_count()
-    if local_ranks > gpus:
-        raise ConfigError(f"{local_ranks} ranks on this node but {gpus} GPU(s): NCCL needs one GPU per rank. "
-                          f"Use --nproc-per-node {gpus}, or run on the CPU with {DEVICE_ENV}=cpu")
-    return torch.device("cuda", env_local_rank())
+    local_rank, gpus = env_local_rank(), torch.cuda.device_count()
+    if local_rank < gpus:
+        return torch.device("cuda", local_rank)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if gpus == 1 and visible and "," not in visible:
+        return torch.device("cuda", 0)
+    raise ConfigError(f"local rank {local_rank} has no GPU of its own: this node has {gpus} and NCCL needs one "
+                      f"per rank. Use --nproc-per-node {gpus}, or run on the CPU with {DEVICE_ENV}=cpu")
 
 
 def init_process_group(timeout_s: float = 600.0) -> None:

@@ -16,20 +16,30 @@ def two_gpus(monkeypatch):
 
 
 def test_each_local_rank_gets_its_own_gpu(two_gpus, monkeypatch):
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert distributed.default_device() == torch.device("cuda", 1)
 
 
-def test_more_local_ranks_than_gpus_is_a_config_error_that_names_the_way_out(two_gpus, monkeypatch):
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+def test_a_local_rank_beyond_the_gpus_is_a_config_error_that_names_the_way_out(two_gpus, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setenv("LOCAL_RANK", "3")
-    with pytest.raises(ConfigError, match=r"4 ranks on this node but 2 GPU.*--nproc-per-node 2.*GINTRAIN_DEVICE=cpu"):
+    with pytest.raises(ConfigError, match=r"local rank 3 has no GPU.*has 2.*--nproc-per-node 2.*GINTRAIN_DEVICE=cpu"):
+        distributed.default_device()
+
+
+def test_a_process_given_its_own_gpu_by_the_scheduler_uses_it_at_any_local_rank(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "5")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
+    assert distributed.default_device() == torch.device("cuda", 0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3,4,5")  # one of six visible: not its own
+    with pytest.raises(ConfigError, match="no GPU of its own"):
         distributed.default_device()
 
 
 def test_gintrain_device_cpu_keeps_a_gpu_machine_on_the_cpu(two_gpus, monkeypatch):
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
     monkeypatch.setenv("GINTRAIN_DEVICE", "CPU")
     assert distributed.default_device() == torch.device("cpu")
 
