@@ -14,7 +14,7 @@ import gin
 import numpy as np
 import torch
 
-from engine.data import batch_rng, follow
+from engine.data import batch_rng
 from engine.errors import ConfigError, require
 from engine.task import Shard, Task
 from tasks.arrays import shuffled_batches
@@ -177,7 +177,6 @@ class GiftTask(Task):
         key = self.domains.input_key
         layer = int(batch["mix_layer"])
         source, labels, target = batch[key], batch["label"], batch["target_" + key]
-        follow(self.teacher, target.device)
         target_labels, target_kept, _ = teacher_labels(self.teacher, target, self.drop_fraction, self.confidence)
         if self.mixed_labels == "teacher":
             target_kept = torch.ones_like(target_kept)  # GIFT's code filters the mixed points instead

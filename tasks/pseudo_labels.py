@@ -59,8 +59,9 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mask: torch
 @torch.no_grad()
 def teacher_labels(teacher: torch.nn.Module, inputs: torch.Tensor, drop_fraction: float,
                    confidence: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(hard labels, keep mask, confidences) the frozen teacher gives a batch."""
-    logits = logits_of(teacher(inputs))
+    """(hard labels, keep mask, confidences) the frozen teacher gives a batch. The teacher first
+    follows the batch to its device (the engine places only the trained model)."""
+    logits = logits_of(follow(teacher, inputs.device)(inputs))
     scores = confidence_of(logits, confidence)
     return logits.argmax(-1), keep_confident(scores, drop_fraction), scores
 
@@ -93,8 +94,7 @@ class PseudoLabelTask(Task):
 
     def loss(self, model, batch):
         inputs = batch[self.domains.input_key]
-        labels, keep, scores = teacher_labels(follow(self.teacher, inputs.device), inputs, self.drop_fraction,
-                                              self.confidence)
+        labels, keep, scores = teacher_labels(self.teacher, inputs, self.drop_fraction, self.confidence)
         logits = logits_of(model(inputs))
         loss = masked_cross_entropy(logits, labels, keep)
         agreement = (logits.detach().argmax(-1) == labels).float().mean()

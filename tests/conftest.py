@@ -67,3 +67,20 @@ def train_in_process(workdir: str, bindings: list[str], files: tuple[str, ...] =
 def losses(workdir: str, split: str = "train") -> dict[int, float]:
     from engine.logging import read_metrics
     return {r["step"]: r["loss"] for r in read_metrics(workdir) if r["split"] == split}
+
+
+def fit_task(task, model: torch.nn.Module, *, steps: int, lr: float, batch_size: int) -> None:
+    """Fit `model` on `task`'s training batches with Adam and a one-cycle schedule, outside the
+    engine (for tests of a task and model pair on their own); leaves the model in eval mode."""
+    from engine.task import Shard
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    batches = task.batches("train", Shard(batch_size=batch_size))
+    model.train()
+    for _ in range(steps):
+        loss, _ = task.loss(model, next(batches))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    model.eval()

@@ -13,6 +13,7 @@ from engine.task import Shard
 from models.gaudi.model import GAUDI
 from tasks.scene_autodecoding import SceneAutoDecoding
 from tasks.scenes import ProceduralRooms, SceneSource
+from tests.conftest import fit_task
 
 RESOLUTION = 12
 
@@ -46,17 +47,7 @@ def test_one_trajectory_overfits_to_high_psnr(rooms):
                              strip_trajectories=0)
     torch.manual_seed(0)
     model = small_gaudi(1)
-    steps, lr = 200, 1e-2
-    optimizer = torch.optim.Adam(model.parameters(), lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
-    batches = task.batches("train", Shard(batch_size=1))
-    for _ in range(steps):
-        loss, _ = task.loss(model, next(batches))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    model.eval()
+    fit_task(task, model, steps=200, lr=1e-2, batch_size=1)
     with torch.no_grad():
         metrics = {k: v.value for k, v in task.evaluate(model, "train", Shard(batch_size=1)).items()}
     assert metrics["psnr"] >= 30.0

@@ -11,6 +11,7 @@ from engine.task import Shard
 from models.diffusion import DDIMSampler, DDPMSampler, GaussianDiffusion
 from models.gaudi.denoiser import LatentDenoiser
 from tasks.latent_diffusion import LatentDiffusion
+from tests.conftest import fit_task
 
 MODES = np.array([[-2.0, 0.0], [2.0, 0.5], [0.0, 3.0]])
 WEIGHTS = np.array([0.5, 0.3, 0.2])
@@ -25,17 +26,7 @@ def mixture(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def fit(task: LatentDiffusion, model: torch.nn.Module, steps: int, lr: float = 3e-3) -> None:
     torch.manual_seed(0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
-    batches = task.batches("train", Shard(batch_size=256))
-    model.train()
-    for _ in range(steps):
-        loss, _ = task.loss(model, next(batches))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    model.eval()
+    fit_task(task, model, steps=steps, lr=lr, batch_size=256)
 
 
 def nearest_mode(points: np.ndarray) -> np.ndarray:
