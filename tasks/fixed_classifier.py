@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tasks.classification import logits_of
+
 
 def train_fixed_classifier(build: Callable[[], nn.Module], inputs: torch.Tensor, labels: torch.Tensor, *,
                            steps: int, batch_size: int, seed: int, lr: float,
@@ -30,8 +32,7 @@ def train_fixed_classifier(build: Callable[[], nn.Module], inputs: torch.Tensor,
         for _ in range(steps):
             chosen = torch.randint(0, len(labels), (batch_size,), generator=generator)
             output = network(inputs[chosen])
-            logits = output["logits"] if isinstance(output, dict) else output
-            loss = F.cross_entropy(logits, labels[chosen])
+            loss = F.cross_entropy(logits_of(output), labels[chosen])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

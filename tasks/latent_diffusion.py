@@ -15,6 +15,7 @@ from engine.data import device_of, generated_batches
 from engine.errors import ConfigError, require
 from engine.task import Shard, Task
 from models.diffusion import DDIMSampler, GaussianDiffusion, Sampler, classifier_free_guidance, drop_condition
+from tasks.recording import unwrap
 
 SPLIT = "train"
 
@@ -62,7 +63,7 @@ class LatentDiffusion(Task):
 
     def check_model(self, model: torch.nn.Module) -> None:
         """The denoiser's width and classes must match the latents' (clear errors before training)."""
-        module = getattr(model, "module", model)  # under a DDP-style wrapper
+        module = unwrap(model)
         dim, classes = getattr(module, "latent_dim", None), getattr(module, "num_classes", None)
         if dim is not None and dim != self.latent_dim:
             raise ConfigError(f"the denoiser works on {dim}-d latents but the latents are {self.latent_dim}-d: "

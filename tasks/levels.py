@@ -66,9 +66,10 @@ class LeveledClassificationTask(Task):
 
         def add(name: str, values: torch.Tensor, level: torch.Tensor, where: torch.Tensor | None = None) -> None:
             table = sums.setdefault(name, {k: [0.0, 0.0] for k in levels})
+            values = values.float()
             for k in levels:
                 chosen = (level == k) if where is None else (level == k) & where
-                table[k][0] += float(values.float()[chosen].sum())
+                table[k][0] += float(values[chosen].sum())
                 table[k][1] += float(chosen.sum())
 
         loss_sum = 0.0

@@ -21,15 +21,11 @@ from engine.metrics import Ratio
 from engine.task import Shard, Task
 from models.layers.cameras import pixel_centres, quaternion_distance
 from tasks.arrays import epoch_indices, ordered_batches
+from tasks.recording import unwrap
 from tasks.scene_metrics import pose_errors, psnr
 from tasks.scenes import SceneSource, SceneTrajectories
 
 SPLIT = "train"
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module under a DDP-style wrapper."""
-    return getattr(model, "module", model)
 
 
 def frame_strip(rows: list[np.ndarray]) -> summaries.Image:

@@ -153,7 +153,6 @@ def save_ponder_map(model: Any, files: Sequence[str], bindings: Sequence[str], p
 
     from engine.task import Shard
     task = _task_for(files, bindings)
-    task.heatmap_examples = 8
     batch = next(iter(task.batches("eval", Shard(batch_size=64))))
     model.eval()
     with torch.no_grad():

@@ -14,7 +14,7 @@ from models.layers.fourier import FourierFeatures
 
 class SceneDecoder(nn.Module):
     """z_scene (B, D) -> planes (B, 3, C, S, S): a linear map to 3 x `base_channels` maps of
-    S / 2^u pixels, then u rounds of (nearest 2x upsampling, 3x3 conv, GELU) and a 3x3 conv.
+    S / 2^u pixels, then u rounds of (nearest 2x upsampling, 3x3 conv, ReLU) and a 3x3 conv.
 
     The three planes travel as the channels of one image (EG3D), so the convolutions can
     correlate them; `upsamplings` = 0 makes the decoder a plain linear map to the planes.

@@ -44,13 +44,10 @@ class RecurrentEncoder(nn.Module):
 
     def run(self, state: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[PonderResult, list[Any]]:
         extras: list[Any] = []
-        signals: dict[int, torch.Tensor] = {}
 
         def step(h: torch.Tensor, n: int, key_mask: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
             if self.coordinates:
-                if n not in signals:
-                    signals[n] = coordinate_signal(h.shape[1], n, self.d_model, h.device).to(h.dtype)
-                h = h + signals[n]
+                h = h + coordinate_signal(h.shape[1], n, self.d_model, h.device).to(h.dtype)
             out = self.block(h, key_mask)
             if isinstance(out, tuple):
                 out, extra = out
