@@ -24,6 +24,7 @@ from models.diffusion import DDIMSampler, GaussianDiffusion, Sampler, classifier
 from tasks import generative_metrics as gm
 from tasks.field_features import train_feature_net
 from tasks.field_sources.base import FieldSource
+from tasks.gaussian_baseline import fitted_gaussian_draws
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -197,10 +198,7 @@ class FieldDiffusion(Task):
     def gaussian_samples(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """The baseline: draws from N(mean, covariance) of the training fields, finalized."""
         values = self.source.pool("train").values
-        flat = values.reshape(len(values), -1).astype(np.float64)
-        mean = flat.mean(0)
-        # mean + z @ (X - mean) / sqrt(n - 1) with z ~ N(0, I_n) has exactly the sample covariance.
-        draws = mean + rng.standard_normal((count, len(flat))) @ (flat - mean) / math.sqrt(len(flat) - 1)
+        draws = fitted_gaussian_draws(values, count, rng)
         return self.source.finalize(draws.reshape(count, *values.shape[1:]).astype(np.float32))
 
     # --- evaluation -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from engine.data import device_of, generated_batches
 from engine.errors import ConfigError, require
 from engine.task import Shard, Task
 from models.diffusion import DDIMSampler, GaussianDiffusion, Sampler, classifier_free_guidance, drop_condition
+from tasks.gaussian_baseline import fitted_gaussian_draws
 from tasks.recording import unwrap
 
 SPLIT = "train"
@@ -105,8 +106,5 @@ class LatentDiffusion(Task):
 
     def gaussian_fit(self, count: int, seed: int = 0) -> torch.Tensor:
         """The baseline prior: draws from N(mean, covariance) of the latents, (count, D)."""
-        flat = self.normalised.astype(np.float64)
-        centred = flat - flat.mean(0)
-        # mean + z X_c / sqrt(n - 1) with z ~ N(0, I_n) has exactly the sample covariance.
-        draws = flat.mean(0) + np.random.default_rng(seed).standard_normal((count, len(flat))) @ centred / np.sqrt(len(flat) - 1)
+        draws = fitted_gaussian_draws(self.normalised, count, np.random.default_rng(seed))
         return torch.as_tensor((draws * self.std + self.mean).astype(np.float32))

@@ -21,15 +21,11 @@ import torch
 
 from engine.errors import ConfigError, require
 from models.layers.cameras import camera_rays, pixel_centres
+from tasks.cache import cache_root
 from tasks.camera_paths import CameraPath, furnish, sample_path
 from tasks.rooms import FLOOR_COLOURS, Room, cast_rays, sample_room_shell
 
 CACHE_VERSION = 1  # bump when generation changes, so stale caches are not read
-
-
-def default_cache_dir() -> str:
-    """$GINTRAIN_CACHE, else ~/.cache/gintrain."""
-    return os.environ.get("GINTRAIN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "gintrain")
 
 
 @dataclasses.dataclass
@@ -143,7 +139,7 @@ class ProceduralRooms(SceneSource):
         spec = json.dumps([CACHE_VERSION, self.count, self.frames, self.resolution, self.field_of_view,
                            self.max_objects, self.seed])
         digest = hashlib.sha1(spec.encode()).hexdigest()[:12]
-        return os.path.join(self.cache_dir or default_cache_dir(), f"rooms-{digest}.npz")
+        return os.path.join(cache_root(self.cache_dir), f"rooms-{digest}.npz")
 
     def render(self) -> SceneTrajectories:
         rooms = [self.room(i) for i in range(self.count)]

@@ -17,14 +17,13 @@ import torch
 from engine import summaries
 from engine.errors import ConfigError
 from tasks.arrays import ArrayClassificationTask
+from tasks.cache import cache_root
 
 log = logging.getLogger("tasks.lra")
 
 #: Root of the extracted `lra_release` archive (and of aclImdb / cifar-10-batches-bin), used
 #: when a task's `data_dir` is not given.
 DATA_ENV = "LRA_DATA"
-#: Where generated data (ListOps, Pathfinder) is cached; default ~/.cache/gintrain.
-CACHE_ENV = "GINTRAIN_CACHE"
 
 
 def release_dir(data_dir: str | None, default_subdir: str, holds_data: Callable[[str], bool],
@@ -47,9 +46,8 @@ def release_dir(data_dir: str | None, default_subdir: str, holds_data: Callable[
 
 def cache_dir(explicit: str | None, name: str, params: Mapping[str, Any]) -> str:
     """A folder for generated data, named by a hash of everything that shapes it."""
-    root = explicit or os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "gintrain")
     digest = hashlib.sha1(json.dumps(dict(params), sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return os.path.join(os.path.expanduser(root), "lra", f"{name}-{digest}")
+    return os.path.join(cache_root(explicit), "lra", f"{name}-{digest}")
 
 
 def cached_arrays(folder: str, build: Callable[[], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
