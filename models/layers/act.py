@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from engine.errors import require
+from models.layers.pooling import pool
 
 HALTING_LEVELS = ("per_token", "per_example")
 
@@ -38,8 +39,7 @@ class PonderResult:
 
     def per_example(self, values: torch.Tensor) -> torch.Tensor:
         """The mean of a (B, L) quantity over each example's real positions."""
-        real = self.mask.to(values.dtype)
-        return (values * real).sum(dim=1) / real.sum(dim=1).clamp_min(1.0)
+        return pool(values[..., None], self.mask, "mean")[:, 0]
 
 
 class AdaptiveComputationTime(nn.Module):
@@ -73,11 +73,7 @@ class AdaptiveComputationTime(nn.Module):
         """p (n, L) from the updated states; per example, the masked mean over positions."""
         p = torch.sigmoid(self.halting(self.norm(state)).squeeze(-1).float())
         if self.level == "per_example":
-            if mask is None:
-                p = p.mean(dim=1, keepdim=True).expand_as(p)
-            else:
-                real = mask.to(p.dtype)
-                p = ((p * real).sum(dim=1, keepdim=True) / real.sum(dim=1, keepdim=True).clamp_min(1.0)).expand_as(p)
+            p = pool(p[..., None], mask, "mean").expand_as(p)
         return p
 
     def forward(self, step: StepFn, state: torch.Tensor, mask: torch.Tensor | None = None) -> PonderResult:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from engine.errors import require
+from models.layers.pooling import pool
 
 ROUTINGS = ("per_example", "per_token")
 
@@ -57,11 +58,7 @@ class PoolRouter(nn.Module):
     def forward(self, state: torch.Tensor, mask: torch.Tensor | None = None) -> Routing:
         h = self.norm(state)
         if self.routing == "per_example":
-            if mask is None:
-                h = h.mean(dim=1)
-            else:
-                real = mask.to(h.dtype)[..., None]
-                h = (h * real).sum(dim=1) / real.sum(dim=1).clamp_min(1.0)
+            h = pool(h, mask, "mean")
         scores = self.query(h) @ self.key(self.pool).transpose(0, 1) * self.scale
         return Routing(weights=torch.softmax(scores.float(), dim=-1).to(state.dtype), pool=self.pool)
 
