@@ -7,6 +7,7 @@ weights from the mixture. Diagnostics (router entropy, pool usage) come from the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
@@ -30,9 +31,10 @@ class Routing:
     def per_token(self) -> bool:
         return self.weights.dim() == 3
 
-    @property
+    @functools.cached_property
     def mixture(self) -> torch.Tensor:
-        """The mixed weight embedding z = alpha . E: (n, d_embed) or (n, L, d_embed)."""
+        """The mixed weight embedding z = alpha . E: (n, d_embed) or (n, L, d_embed); computed
+        once per routing, though every generated layer of the block reads it."""
         return self.weights @ self.pool
 
 
