@@ -6,9 +6,10 @@ finished run just reports its final metrics.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from engine import config, program
 
@@ -20,15 +21,23 @@ def gin_path(name: str) -> str:
     return name if os.path.isabs(name) else os.path.join(REPO, name)
 
 
-def run_config(files: Sequence[str], bindings: Sequence[str], workdir: str) -> Any:
-    """Parse `files` + `bindings` afresh and run the configured program in `workdir`."""
+@contextlib.contextmanager
+def parsed_config(files: Sequence[str], bindings: Sequence[str]) -> Iterator[None]:
+    """Gin holds `files` (relative to the repository) + `bindings`, parsed afresh, inside the
+    block, and nothing after it: a reproduction builds or runs one configuration at a time."""
     config.import_packages()
     config.reset()
     try:
         config.parse([gin_path(f) for f in files], list(bindings))
-        return program.main(workdir)
+        yield
     finally:
         config.reset()
+
+
+def run_config(files: Sequence[str], bindings: Sequence[str], workdir: str) -> Any:
+    """Parse `files` + `bindings` afresh and run the configured program in `workdir`."""
+    with parsed_config(files, bindings):
+        return program.main(workdir)
 
 
 def markdown_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], floatfmt: str = ".3f") -> str:

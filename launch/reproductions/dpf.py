@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from launch.experiment import REPO, gin_path, markdown_table, run_config
+from launch.experiment import REPO, markdown_table, parsed_config, run_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +47,9 @@ def build(experiment: Experiment, bindings: list[str]):
     """The task and the model of an experiment, with its EMA weights loaded."""
     import gin
 
-    from engine import config
     from engine.ema import EMA_FILE
-    config.reset()
-    config.parse([gin_path(experiment.gin)], bindings)
-    try:
-        task = gin.get_configurable("FieldDiffusion")()
-        model = gin.get_configurable("FieldDenoiser")()
-    finally:
-        config.reset()
-    return task, model, EMA_FILE
+    with parsed_config([experiment.gin], bindings):
+        return gin.get_configurable("FieldDiffusion")(), gin.get_configurable("FieldDenoiser")(), EMA_FILE
 
 
 def evaluate(experiment: Experiment, workdir: str, bindings: list[str], seed: int) -> tuple[list[dict], dict]:

@@ -132,15 +132,9 @@ def plot_rounds(results: dict, shifts: list[str], seeds: list[int], path: str) -
 @contextlib.contextmanager
 def parsed(shift: str, bindings: list[str]):
     """Gin parsed as the reproduction's GIFT run of `shift` parses it (reset afterwards)."""
-    from engine import config
-    from launch.experiment import gin_path
-    config.import_packages()
-    config.reset()
-    try:
-        config.parse([gin_path(f) for f in ["gin/gift/gift.gin", *SHIFTS[shift][0]]], bindings)
+    from launch.experiment import parsed_config
+    with parsed_config(["gin/gift/gift.gin", *SHIFTS[shift][0]], bindings):
         yield
-    finally:
-        config.reset()
 
 
 def configured_domains(shift: str, bindings: list[str]):

@@ -216,15 +216,10 @@ def _task_for(files: Sequence[str], bindings: Sequence[str]):
     """The task the configuration builds (gin is re-parsed; only the task is constructed)."""
     import gin
 
-    from engine import config
-    from launch.experiment import gin_path
-    config.reset()
-    try:
-        config.parse([gin_path(f) for f in files], list(bindings))
+    from launch.experiment import parsed_config
+    with parsed_config(files, bindings):
         task = gin.query_parameter("train.task")
         return task.scoped_configurable_fn() if hasattr(task, "scoped_configurable_fn") else task
-    finally:
-        config.reset()
 
 
 def main(argv: list[str]) -> int:
@@ -288,16 +283,10 @@ def _hop_ranges(bindings: Sequence[str]) -> tuple[range, range]:
     """The evaluated and the trained hop counts of the flagship's config with `bindings`."""
     import gin
 
-    from engine import config
-    from launch.experiment import gin_path
-    config.import_packages()
-    config.reset()
-    try:
-        config.parse([gin_path("gin/hyperut_pvr.gin")], list(bindings))
+    from launch.experiment import parsed_config
+    with parsed_config(["gin/hyperut_pvr.gin"], bindings):
         (lo, hi), (train_lo, train_hi) = gin.query_parameter("CPVR.eval_hops"), gin.query_parameter("CPVR.train_hops")
         return range(lo, hi + 1), range(train_lo, train_hi + 1)
-    finally:
-        config.reset()
 
 
 def _plot_cpvr(per_model: dict[str, list[dict]], hops: range, train_hops: range, path: str) -> None:
