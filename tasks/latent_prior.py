@@ -10,6 +10,7 @@ and for a Gaussian fitted to them bound the prior from above and below.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -74,8 +75,7 @@ class LatentPrior(LatentDiffusion):
             out = decoder.render_frames(z, torch.as_tensor(times, device=device).expand(count, -1),
                                         torch.as_tensor(scenes.intrinsics[0], device=device).expand(count, 3),
                                         scenes.height, scenes.width)
-            planes = decoder.scene_decoder(decoder.split(z)[0])
-            out["inside"] = enclosed(decoder.render_rays, planes, out["translation"])
+            out["inside"] = enclosed(decoder.render_rays, out["planes"], out["translation"])
             parts.append({k: out[k].cpu() for k in ("rgb", "quaternion", "translation", "inside")})
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
@@ -85,25 +85,34 @@ class LatentPrior(LatentDiffusion):
 
     def score(self, latents: torch.Tensor, labels: np.ndarray | None = None) -> dict[str, float]:
         """Metrics of scenes decoded from `latents` (n, D), in the auto-decoder's space."""
-        scenes, rendered = self.scenes, self.render(latents)
+        scenes, rendered, data = self.scenes, self.render(latents), self._data_statistics
         frames = rendered["rgb"].numpy().reshape(-1, scenes.height, scenes.width, 3)
-        net = self.classifier()
-        real_features, _ = net.embed(scenes.rgb.reshape(-1, scenes.height, scenes.width, 3))
-        features, classes = net.embed(frames)
-        mean, std = real_features.mean(0), real_features.std(0) + 1e-6  # a fixed, data-defined scale
+        features, classes = self.classifier().embed(frames)
         paths = path_steps(rendered["quaternion"], rendered["translation"])
-        real = path_steps(torch.as_tensor(scenes.quaternions), torch.as_tensor(scenes.translations))
         normalised = ((latents.numpy() - self.mean) / self.std)
-        spread = _leave_one_out(self.normalised)  # how far apart the training latents themselves lie
-        metrics = {"kid": gm.kernel_inception_distance((real_features - mean) / std, (features - mean) / std),
+        metrics = {"kid": gm.kernel_inception_distance(data["real_features"], (features - data["mean"]) / data["std"]),
                    "inside_room": fraction(rendered["inside"]),
-                   "step_ratio": float(paths["step"].mean() / real["step"].mean()),
-                   "turn_ratio": float(paths["turn"].mean() / real["turn"].mean()),
+                   "step_ratio": float(paths["step"].mean() / data["step"]),
+                   "turn_ratio": float(paths["turn"].mean() / data["turn"]),
                    "position_jerk": float(paths["position_jerk"].mean()), "turn_jerk_deg": float(paths["turn_jerk"].mean()),
-                   "nn_train_ratio": float(gm.nearest_distance(normalised, self.normalised).mean() / spread)}
+                   "nn_train_ratio": float(gm.nearest_distance(normalised, self.normalised).mean() / data["spread"])}
         if labels is not None:
             metrics["label_accuracy"] = float((classes == np.repeat(labels, scenes.frames)).mean())
         return metrics
+
+    @functools.cached_property
+    def _data_statistics(self) -> dict[str, Any]:
+        """What score compares samples with, fixed by the data: computed on the first score only.
+
+        The real frames' classifier features (standardised by their own mean and std, a fixed,
+        data-defined scale), the real paths' mean step and turn, and how far apart the training
+        latents themselves lie (nearest other latent)."""
+        scenes = self.scenes
+        real_features, _ = self.classifier().embed(scenes.rgb.reshape(-1, scenes.height, scenes.width, 3))
+        mean, std = real_features.mean(0), real_features.std(0) + 1e-6
+        real = path_steps(torch.as_tensor(scenes.quaternions), torch.as_tensor(scenes.translations))
+        return {"real_features": (real_features - mean) / std, "mean": mean, "std": std,
+                "step": real["step"].mean(), "turn": real["turn"].mean(), "spread": _leave_one_out(self.normalised)}
 
     def references(self) -> dict[str, float]:
         """The scores of the training latents (what a perfect prior reaches) and of a Gaussian fitted

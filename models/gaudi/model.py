@@ -102,14 +102,16 @@ class GAUDI(nn.Module):
                       quaternions: torch.Tensor | None = None,
                       translations: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Whole frames of latents z (B, D) at `times` (B, F): along the decoded camera path, or along
-        the given cameras. rgb (B, F, H, W, 3), depth (B, F, H, W), plus the path used."""
+        the given cameras. rgb (B, F, H, W, 3), depth (B, F, H, W), plus the path used and the
+        decoded tri-planes (for callers that probe the scene further, e.g. the enclosure test)."""
         z_scene, z_pose = self.split(z)
         if quaternions is None:
             quaternions, translations = self.pose_decoder(z_pose, times)
         pixels = pixel_centres(height, width).to(z.device).expand(*times.shape, -1, -1)
-        out = self.render_views(self.scene_decoder(z_scene), quaternions, translations, intrinsics, pixels)
+        planes = self.scene_decoder(z_scene)
+        out = self.render_views(planes, quaternions, translations, intrinsics, pixels)
         frames = {k: v.reshape(*times.shape, height, width, *v.shape[3:]) for k, v in out.items()}
-        return {**frames, "quaternion": quaternions, "translation": translations}
+        return {**frames, "quaternion": quaternions, "translation": translations, "planes": planes}
 
     # --- training --------------------------------------------------------------------------
     def forward(self, index: torch.Tensor, times: torch.Tensor, quaternions: torch.Tensor, translations: torch.Tensor,
