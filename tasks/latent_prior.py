@@ -59,7 +59,6 @@ class LatentPrior(LatentDiffusion):
         self.eval_samples, self.strip_samples = eval_samples, strip_samples
         self.video_frames, self.interpolation_steps = video_frames, interpolation_steps
         self.feature_label, self.feature_steps = feature_label, feature_steps
-        self._references: dict[str, float] | None = None
 
     @torch.no_grad()
     def render(self, latents: torch.Tensor, times: np.ndarray | None = None, chunk: int = 8) -> dict[str, torch.Tensor]:
@@ -114,20 +113,16 @@ class LatentPrior(LatentDiffusion):
         return {"real_features": (real_features - mean) / std, "mean": mean, "std": std,
                 "step": real["step"].mean(), "turn": real["turn"].mean(), "spread": _leave_one_out(self.normalised)}
 
+    @functools.cached_property
     def references(self) -> dict[str, float]:
         """The scores of the training latents (what a perfect prior reaches) and of a Gaussian fitted
         to them (what a prior that knows only the first two moments reaches); computed once."""
-        if self._references is None:
-            count = min(max(self.eval_samples, 4), len(self.normalised))
-            chosen = np.linspace(0, len(self.normalised) - 1, count).round().astype(int)
-            training = torch.as_tensor(self.normalised[chosen] * self.std + self.mean)
-            gaussian = self.gaussian_fit(count)
-            self._references = {}
-            for name, latents in (("training_latents", training), ("gaussian", gaussian)):
-                for key, value in self.score(latents).items():
-                    if key in ("kid", "inside_room", "nn_train_ratio"):
-                        self._references[f"{name}/{key}"] = value
-        return self._references
+        count = min(max(self.eval_samples, 4), len(self.normalised))
+        chosen = np.linspace(0, len(self.normalised) - 1, count).round().astype(int)
+        training = torch.as_tensor(self.normalised[chosen] * self.std + self.mean)
+        return {f"{name}/{key}": value
+                for name, latents in (("training_latents", training), ("gaussian", self.gaussian_fit(count)))
+                for key, value in self.score(latents).items() if key in ("kid", "inside_room", "nn_train_ratio")}
 
     def evaluate(self, model, split, shard):
         metrics: dict[str, Any] = super().evaluate(model, split, shard) if self.eval_batches else {}
@@ -139,7 +134,7 @@ class LatentPrior(LatentDiffusion):
         labels = self.balanced_labels(count)
         latents = self.sample(model, count, generator, labels)
         metrics.update(self.score(latents, None if labels is None else labels.numpy()))
-        metrics.update({f"reference/{k}": v for k, v in self.references().items()})
+        metrics.update({f"reference/{k}": v for k, v in self.references.items()})
         if shard.rank == 0 and self.strip_samples:
             metrics.update(self.pictures(latents[:self.strip_samples]))
         return metrics

@@ -45,21 +45,20 @@ COLUMNS = ["domain", "method", "kid", "precision", "recall", "cov", "mmd", "clas
 
 
 def build(experiment: Experiment, bindings: list[str]):
-    """The task and the model of an experiment, with its EMA weights loaded."""
+    """The task and the (untrained) model of an experiment as its gin files and bindings build them."""
     import gin
-
-    from engine.ema import EMA_FILE
     with parsed_config([experiment.gin], bindings):
-        return gin.get_configurable("FieldDiffusion")(), gin.get_configurable("FieldDenoiser")(), EMA_FILE
+        return gin.get_configurable("FieldDiffusion")(), gin.get_configurable("FieldDenoiser")()
 
 
 def evaluate(experiment: Experiment, workdir: str, bindings: list[str], seed: int) -> tuple[list[dict], dict]:
     """Rows for DPF and the Gaussian baseline, and the pictures to save."""
     from safetensors.torch import load_file
 
+    from engine.ema import EMA_FILE
     from engine.task import Shard
-    task, model, ema_file = build(experiment, bindings)
-    model.load_state_dict(load_file(os.path.join(workdir, ema_file)))
+    task, model = build(experiment, bindings)
+    model.load_state_dict(load_file(os.path.join(workdir, EMA_FILE)))
     model.eval()
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         metrics = task.evaluate(model, "eval", Shard(batch_size=32, seed=seed))
