@@ -7,7 +7,8 @@ compute a different function at each depth and for each example (or token).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+from typing import Callable, ContextManager, Sequence
 
 import gin
 import torch
@@ -17,7 +18,7 @@ from engine.errors import require
 from models.layers.attention.dense import DenseAttention
 from models.layers.attention.multihead import MultiHeadAttention
 from models.layers.feedforward import FeedForward, activation
-from models.layers.generated import GeneratedLinear
+from models.layers.generated import GeneratedLinear, pool_weights_held
 from models.layers.router import PoolRouter, Routing, routing_diagnostics
 from models.universal import UniversalTransformerClassifier, UniversalViT
 
@@ -66,13 +67,16 @@ class HyperBlock(nn.Module):
 
     The router is queried once per application from the block's input, so inside a UT each
     step re-routes. Returns (state, routing weights); `diagnostics` turns the weights of all
-    steps into router entropy and pool usage.
+    steps into router entropy and pool usage. Within one recurrent pass (`recurrence`) the pool
+    entries' generated weights are computed once, not at every step (`hold_pool_weights`;
+    `launch/bench.py hyper_pool` times the two).
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, *, dropout: float = 0.0, pool_size: int = 8,
                  d_embed: int = 32, routing: str = "per_example", generate: Sequence[str] = ("ffn",),
-                 rank: int | None = None, activation_name: str = "gelu") -> None:
+                 rank: int | None = None, activation_name: str = "gelu", hold_pool_weights: bool = True) -> None:
         super().__init__()
+        self.hold_pool_weights = hold_pool_weights
         generate = (generate,) if isinstance(generate, str) else tuple(generate)
         require(len(generate) > 0 and set(generate) <= set(GENERATED_SUBLAYERS),
                 f"HyperBlock.generate must name one or more of {GENERATED_SUBLAYERS}, got {generate!r}")
@@ -104,6 +108,10 @@ class HyperBlock(nn.Module):
         else:
             x = x + self.dropout(self.feedforward(h))
         return x, routing.weights
+
+    def recurrence(self) -> ContextManager[None]:
+        """Entered by the recurrent encoder around all the steps of one forward."""
+        return pool_weights_held(self) if self.hold_pool_weights else contextlib.nullcontext()
 
     @staticmethod
     def diagnostics(weights: list[torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -7,7 +7,9 @@ exactly the layer of the mixed embedding. The low-rank option generates W0 + A(z
 """
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +58,8 @@ class GeneratedLinear(nn.Module):
             self.left = Generator(d_embed, d_in * rank, weight_std=1.0 / math.sqrt(d_embed * rank), bias=False)
             self.right = Generator(d_embed, rank * d_out, weight_std=scale / math.sqrt(d_embed), bias=False)
         self.bias = Generator(d_embed, d_out, weight_std=0.01) if bias else None
+        self._held: tuple[torch.Tensor, torch.Tensor] | None = None  # (pool, W(pool)) inside `pool_weights_held`
+        self._holding = False
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """The full weight matrices W(z): (..., d_in, d_out) for embeddings z (..., d_embed)."""
@@ -65,13 +69,24 @@ class GeneratedLinear(nn.Module):
         right = self.right(z).unflatten(-1, (self.rank, self.d_out))
         return self.base + left @ right
 
+    def pool_weights(self, pool: torch.Tensor) -> torch.Tensor:
+        """W(E_k) for every pool entry, (K, d_in, d_out). Inside `pool_weights_held` they are
+        generated once and reused while the pool tensor is the same one (a recurrent pass applies
+        the block many times, and its parameters do not change within one forward)."""
+        if self._held is not None and self._held[0] is pool:
+            return self._held[1]
+        weights = self.generate(pool)
+        if self._holding:
+            self._held = (pool, weights)
+        return weights
+
     def example_weights(self, routing: Routing) -> torch.Tensor:
         """W(z_b) for per-example routing, (n, d_in, d_out), by the cheaper of two exact routes:
         generate from each mixture (n * d_embed products per weight) or mix the K pool entries'
         generated weights (K * d_embed + n * K), equal because G is linear and sum_k alpha_k = 1."""
         pool_size, d_embed = routing.pool.shape
         if pool_size < d_embed:
-            return torch.einsum("nk,kio->nio", routing.weights, self.generate(routing.pool))
+            return torch.einsum("nk,kio->nio", routing.weights, self.pool_weights(routing.pool))
         return self.generate(routing.mixture)
 
     def forward(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
@@ -88,7 +103,7 @@ class GeneratedLinear(nn.Module):
         elif routing.per_token:
             # sum_k alpha_k (x W(E_k)) = x W(sum_k alpha_k E_k) because G is linear: K matmuls
             # instead of an (n, L, d_in, d_out) tensor of per-token weights.
-            experts = self.generate(routing.pool)  # (K, d_in, d_out)
+            experts = self.pool_weights(routing.pool)  # (K, d_in, d_out)
             outputs = torch.einsum("nli,kio->nlko", x, experts)
             y = (routing.weights[..., None] * outputs).sum(dim=-2)
         else:
@@ -97,3 +112,18 @@ class GeneratedLinear(nn.Module):
             b = self.bias(z)
             y = y + (b if routing.per_token else b[:, None, :])
         return y
+
+
+@contextlib.contextmanager
+def pool_weights_held(module: nn.Module) -> Iterator[None]:
+    """Within the block, every `GeneratedLinear` of `module` generates its pool entries' weights
+    once; on exit they are dropped, so the next forward (after an optimizer step) regenerates
+    them and no autograd graph outlives the pass that built it."""
+    layers = [layer for layer in module.modules() if isinstance(layer, GeneratedLinear)]
+    for layer in layers:
+        layer._holding = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer._holding, layer._held = False, None

@@ -7,6 +7,7 @@ such as router weights.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -54,9 +55,11 @@ class RecurrentEncoder(nn.Module):
                 extras.append(extra)
             return out
 
-        if self.act is None:
-            return fixed_depth(step, state, mask, self.max_steps), extras
-        return self.act(step, state, mask), extras
+        # A block may hold what is fixed for one pass (generated pool weights) across its steps.
+        with getattr(self.block, "recurrence", contextlib.nullcontext)():
+            if self.act is None:
+                return fixed_depth(step, state, mask, self.max_steps), extras
+            return self.act(step, state, mask), extras
 
     def forward(self, state: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.run(state, mask)[0].output

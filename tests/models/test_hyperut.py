@@ -160,3 +160,33 @@ def test_generated_weights_move_at_an_ordinary_layers_pace_under_adam():
     plain_step = (plain.weight.detach() - plain_before).abs().mean()
     # Without the generator gain the step would be about d_embed (32) times larger.
     assert generated_step < 3 * plain_step
+
+
+@pytest.mark.parametrize("mode", ["per_example", "per_token"])
+def test_pool_weights_are_generated_once_per_forward_with_unchanged_outputs_and_gradients(mode, monkeypatch):
+    def run(hold: bool) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+        torch.manual_seed(0)
+        model = HyperUT(vocab_size=10, num_classes=5, max_len=8, d_model=16, num_heads=2, max_steps=4, act=False,
+                        block=lambda *a, **k: HyperBlock(*a, **k, pool_size=4, d_embed=8, routing=mode,
+                                                         generate=("attention", "ffn"), hold_pool_weights=hold))
+        calls = []
+        original = GeneratedLinear.generate
+        monkeypatch.setattr(GeneratedLinear, "generate", lambda self, z: calls.append(z.shape) or original(self, z))
+        tokens = torch.randint(0, 10, (3, 8), generator=torch.Generator().manual_seed(1))
+        logits = []
+        for _ in range(2):  # two forwards and backwards without a step between: accumulation
+            output = model(tokens)
+            output["logits"].square().mean().backward()
+            logits.append(output["logits"].detach())
+        monkeypatch.undo()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        assert not any(layer._held for layer in model.modules() if isinstance(layer, GeneratedLinear))
+        return torch.stack(logits), grads, sum(1 for shape in calls if shape == (4, 8))
+
+    held_logits, held_grads, held_calls = run(True)
+    fresh_logits, fresh_grads, fresh_calls = run(False)
+    assert held_calls == 2 * 6 and fresh_calls == 4 * held_calls  # 6 generated layers, 4 steps, 2 forwards
+    assert torch.equal(held_logits, fresh_logits)
+    assert len(held_grads) == len(fresh_grads)
+    for held, fresh in zip(held_grads, fresh_grads):
+        assert torch.allclose(held, fresh, rtol=1e-5, atol=1e-7)
