@@ -82,9 +82,12 @@ class LatentPrior(LatentDiffusion):
     def classifier(self):
         return train_frame_classifier(self.scenes, self.feature_label, steps=self.feature_steps)
 
-    def score(self, latents: torch.Tensor, labels: np.ndarray | None = None) -> dict[str, float]:
-        """Metrics of scenes decoded from `latents` (n, D), in the auto-decoder's space."""
-        scenes, rendered, data = self.scenes, self.render(latents), self._data_statistics
+    def score(self, latents: torch.Tensor, labels: np.ndarray | None = None,
+              rendered: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        """Metrics of scenes decoded from `latents` (n, D), in the auto-decoder's space;
+        `rendered` is `render(latents)` where the caller already has it."""
+        scenes, data = self.scenes, self._data_statistics
+        rendered = self.render(latents) if rendered is None else rendered
         frames = rendered["rgb"].numpy().reshape(-1, scenes.height, scenes.width, 3)
         features, classes = self.classifier().embed(frames)
         paths = path_steps(rendered["quaternion"], rendered["translation"])
@@ -133,22 +136,25 @@ class LatentPrior(LatentDiffusion):
         generator = torch.Generator().manual_seed(seed)
         labels = self.balanced_labels(count)
         latents = self.sample(model, count, generator, labels)
-        metrics.update(self.score(latents, None if labels is None else labels.numpy()))
+        rendered = self.render(latents)
+        metrics.update(self.score(latents, None if labels is None else labels.numpy(), rendered))
         metrics.update({f"reference/{k}": v for k, v in self.references.items()})
         if shard.rank == 0 and self.strip_samples:
-            metrics.update(self.pictures(latents[:self.strip_samples]))
+            metrics.update(self.pictures(latents[:self.strip_samples], rendered["rgb"][:self.strip_samples]))
         return metrics
 
     # --- pictures --------------------------------------------------------------------------------
-    def pictures(self, latents: torch.Tensor) -> dict[str, Any]:
+    def pictures(self, latents: torch.Tensor, frames: torch.Tensor | None = None) -> dict[str, Any]:
         """A fly-through video (written as a strip) per sample along its decoded path, at
-        `video_frames` times (finer than the training frames), and a latent interpolation strip."""
+        `video_frames` times (finer than the training frames), the samples' training-time frames
+        (`frames`, rendered here unless given) and a latent interpolation strip."""
         out: dict[str, Any] = {}
         fine = np.linspace(-1, 1, self.video_frames).astype(np.float32)
         flights = self.render(latents, fine)["rgb"].numpy()
-        for k, frames in enumerate(flights):
-            out[f"flythrough_{k}"] = summaries.Video(frames)
-        out["samples"] = frame_strip(list(self.render(latents)["rgb"].numpy()))
+        for k, flight in enumerate(flights):
+            out[f"flythrough_{k}"] = summaries.Video(flight)
+        frames = self.render(latents)["rgb"] if frames is None else frames
+        out["samples"] = frame_strip(list(frames.numpy()))
         if self.interpolation_steps >= 2:
             out["interpolation"] = self.interpolation()
         return out
