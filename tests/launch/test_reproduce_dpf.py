@@ -1,7 +1,9 @@
 """`python launch/reproduce.py dpf` end to end at a tiny budget: it trains, scores the EMA weights
-and the Gaussian baseline, writes the table and the sample grids, and reuses a finished run."""
+and the Gaussian baseline over independent draws, writes the table (mean ± std), every draw's
+values and the sample grids, and reuses a finished run."""
 from __future__ import annotations
 
+import json
 import os
 
 from launch.reproductions import dpf
@@ -15,13 +17,19 @@ TINY = ["FieldDiffusion.eval_samples = 8", "FieldDiffusion.grid_fields = 2", "Fi
 
 def test_reproduction_writes_a_table_with_both_methods_and_a_sample_grid(tmp_path):
     out, runs = str(tmp_path / "out"), str(tmp_path / "runs")
-    argv = ["--only", "sphere", "--steps-scale", "0.00025", "--workdir", runs, "--out", out]
+    argv = ["--only", "sphere", "--steps-scale", "0.00025", "--workdir", runs, "--out", out, "--draws", "2"]
     argv += [a for b in TINY for a in ("--bind", b)]
     assert dpf.main(argv) == 0
     table = open(os.path.join(out, "table.md")).read()
     rows = [line for line in table.splitlines() if line.startswith("| sphere |")]
     assert [row.split("|")[2].strip() for row in rows[:2]] == ["DPF (EMA)", "Gaussian fit"]
     assert "| sphere | `gin/dpf_sphere.gin` | 4 |" in table  # 16000 steps x 0.00025
+    assert "| 2 x 8 |" in table
+    draws = json.load(open(os.path.join(out, "draws.json")))
+    for method, row in zip(("DPF (EMA)", "Gaussian fit"), rows):
+        kid = draws[f"sphere/{method}"]["kid"]
+        assert len(kid) == 2 and kid[0] != kid[1]  # two different sample sets
+        assert row.split("|")[3].strip().startswith(f"{(kid[0] + kid[1]) / 2:.3f} ± ")
     assert os.path.getsize(os.path.join(out, "sphere.png")) > 1000
     assert os.path.exists(os.path.join(runs, "sphere", "ema.safetensors"))
     # Run again: the finished run is evaluated, not trained again, and scores the same.
