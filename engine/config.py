@@ -205,6 +205,14 @@ def translate_gin_error(error: BaseException) -> ConfigError:
     return ConfigError(f"{first_line}{location}")
 
 
+def built(parameter: str):
+    """What the bound value of `parameter` (e.g. 'train.task') builds: a `@Name()` or `@Name`
+    reference is called with its own bindings, any other value comes back as it is. ValueError
+    when nothing is bound."""
+    value = gin.query_parameter(parameter)
+    return value.scoped_configurable_fn() if isinstance(value, gin.config.ConfigurableReference) else value
+
+
 # --- records --------------------------------------------------------------------------------
 
 def config_text() -> str:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import gin
 import torch
 
-from engine import checkpoint, distributed
+from engine import checkpoint, config, distributed
 from engine.errors import ConfigError, require
 from engine.program import TrainResult, stage, train
 from engine.task import Task
@@ -89,15 +89,10 @@ def _configured_model() -> torch.nn.Module | None:
     """The model `train.model` builds, so settings that depend on it fail before any training
     (`train` reseeds before building its own, so this costs nothing in reproducibility)."""
     try:
-        reference = gin.query_parameter("train.model")
+        model = config.built("train.model")
     except ValueError:
         return None
-    if isinstance(reference, torch.nn.Module):
-        return reference
-    if isinstance(reference, gin.config.ConfigurableReference):
-        built = reference.scoped_configurable_fn()
-        return built if isinstance(built, torch.nn.Module) else None
-    return None
+    return model if isinstance(model, torch.nn.Module) else None
 
 
 def _check_rounds(name: str, value: Any) -> int:

@@ -144,16 +144,15 @@ class LatentPrior(LatentDiffusion):
         return metrics
 
     # --- pictures --------------------------------------------------------------------------------
-    def pictures(self, latents: torch.Tensor, frames: torch.Tensor | None = None) -> dict[str, Any]:
+    def pictures(self, latents: torch.Tensor, frames: torch.Tensor) -> dict[str, Any]:
         """A fly-through video (written as a strip) per sample along its decoded path, at
-        `video_frames` times (finer than the training frames), the samples' training-time frames
-        (`frames`, rendered here unless given) and a latent interpolation strip."""
+        `video_frames` times (finer than the training frames), a strip of `frames` (the samples
+        rendered at the training times, as `score` saw them) and a latent interpolation strip."""
         out: dict[str, Any] = {}
         fine = np.linspace(-1, 1, self.video_frames).astype(np.float32)
         flights = self.render(latents, fine)["rgb"].numpy()
         for k, flight in enumerate(flights):
             out[f"flythrough_{k}"] = summaries.Video(flight)
-        frames = self.render(latents)["rgb"] if frames is None else frames
         out["samples"] = frame_strip(list(frames.numpy()))
         if self.interpolation_steps >= 2:
             out["interpolation"] = self.interpolation()

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-import gin
 import torch
 
+from engine import config
 from launch.benchmarks._timing import interleaved, training_seconds
 from launch.experiment import parsed_config
 
@@ -35,9 +35,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     with parsed_config([args.gin], []):
         torch.manual_seed(0)
-        task = gin.get_configurable(gin.query_parameter("train.task").selector)()
-        model = gin.get_configurable(gin.query_parameter("train.model").selector)()
-        batch_size = gin.query_parameter("train.batch_size")
+        task, model = config.built("train.task"), config.built("train.model")
+        batch_size = config.built("train.batch_size")
     seconds = interleaved({"regenerated": lambda: timed(task, model, False, batch_size, args.steps),
                            "held": lambda: timed(task, model, True, batch_size, args.steps)}, args.repeats)
     block = model.encoder.recurrent.block

@@ -66,27 +66,28 @@ def evaluate(experiment: Experiment, workdir: str, bindings: list[str], seed: in
     task, model = build(experiment, bindings)
     model.load_state_dict(load_file(os.path.join(workdir, EMA_FILE)))
     model.eval()
-    ours, theirs, pictures = [], [], {}
+    ours, theirs, baselines = [], [], []
     for draw in range(draws):
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            metrics = task.evaluate(model, "eval", Shard(batch_size=32, seed=seed + draw))
-        baseline_samples = task.gaussian_samples(task.eval_samples, np.random.default_rng(seed + draw))
-        ours.append(metrics)
-        theirs.append(task.score(baseline_samples, "eval"))
-        if draw == 0:
-            pictures = {k: v for k, v in metrics.items() if k.startswith(("samples_", "data_"))}
-            first_baseline = baseline_samples
-    rows = [{"domain": experiment.name, "method": method, "draws": draws,
-             **{k: float(np.mean([m[k] for m in per_draw])) for k in COLUMNS if k in per_draw[0]},
-             "per_draw": {k: [float(m[k]) for m in per_draw] for k in COLUMNS if k in per_draw[0]}}
-            for method, per_draw in (("DPF (EMA)", ours), ("Gaussian fit", theirs))]
+            ours.append(task.evaluate(model, "eval", Shard(batch_size=32, seed=seed + draw)))
+        baselines.append(task.gaussian_samples(task.eval_samples, np.random.default_rng(seed + draw)))
+        theirs.append(task.score(baselines[-1], "eval"))
+    rows = [summarised(experiment.name, "DPF (EMA)", ours), summarised(experiment.name, "Gaussian fit", theirs)]
+    pictures = {k: v for k, v in ours[0].items() if k.startswith(("samples_", "data_"))}
     source = task.source
     from engine.summaries import Image, image_grid
     n = task.grid_fields
     pictures[f"gaussian_{source.describe(source.train_resolution)}"] = Image(
-        image_grid(source.render(first_baseline[:n], source.train_resolution)))
+        image_grid(source.render(baselines[0][:n], source.train_resolution)))
     return rows, {"pictures": pictures, "feature_accuracy": task.feature_net().accuracy,
                   "eval_samples": task.eval_samples}
+
+
+def summarised(domain: str, method: str, draws: list[dict]) -> dict:
+    """One method's row: each table metric's mean over the draws, and every draw's value."""
+    per_draw = {k: [float(m[k]) for m in draws] for k in COLUMNS if k in draws[0]}
+    return {"domain": domain, "method": method, **{k: float(np.mean(v)) for k, v in per_draw.items()},
+            "per_draw": per_draw}
 
 
 def shown(row: dict) -> dict:
@@ -167,13 +168,14 @@ def main(argv: list[str]) -> int:
         clock = time.perf_counter()
         pair, extra = evaluate(experiment, workdir, bindings, args.seed, args.draws)
         evaluated = time.perf_counter() - clock
-        rows += [shown(row) for row in pair]
+        table = [shown(row) for row in pair]
+        rows += table
         per_draw += pair
         save_pictures(os.path.join(args.out, f"{experiment.name}.png"),
                       f"DPF {experiment.name}: {steps} steps", extra["pictures"])
         notes.append(f"| {experiment.name} | `{experiment.gin}` | {steps} | {trained / 60:.1f} | {evaluated / 60:.1f} | "
                      f"{args.draws} x {extra['eval_samples']} | {extra['feature_accuracy']:.3f} | {beats(pair)} |")
-        print(markdown_table([shown(row) for row in pair], COLUMNS), flush=True)
+        print(markdown_table(table, COLUMNS), flush=True)
     total = (time.perf_counter() - started) / 60
     text = ["# DPF at CPU scale: EMA samples vs a Gaussian fitted to the training fields", "",
             f"Command: `python launch/reproduce.py dpf{' --extras' if args.extras else ''}"

@@ -214,12 +214,10 @@ def run_images(args: argparse.Namespace, workdir: str) -> list[dict]:
 
 def _task_for(files: Sequence[str], bindings: Sequence[str]):
     """The task the configuration builds (gin is re-parsed; only the task is constructed)."""
-    import gin
-
+    from engine import config
     from launch.experiment import parsed_config
     with parsed_config(files, bindings):
-        task = gin.query_parameter("train.task")
-        return task.scoped_configurable_fn() if hasattr(task, "scoped_configurable_fn") else task
+        return config.built("train.task")
 
 
 def main(argv: list[str]) -> int:

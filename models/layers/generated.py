@@ -116,9 +116,9 @@ class GeneratedLinear(nn.Module):
 
 @contextlib.contextmanager
 def pool_weights_held(module: nn.Module) -> Iterator[None]:
-    """Within the block, every `GeneratedLinear` of `module` generates its pool entries' weights
-    once; on exit they are dropped, so the next forward (after an optimizer step) regenerates
-    them and no autograd graph outlives the pass that built it."""
+    """Inside the `with` statement every `GeneratedLinear` of `module` generates its pool entries'
+    weights once; on exit they are dropped, so the next forward (after an optimizer step)
+    regenerates them and no autograd graph outlives the pass that built it."""
     layers = [layer for layer in module.modules() if isinstance(layer, GeneratedLinear)]
     for layer in layers:
         layer._holding = True
