@@ -1,4 +1,4 @@
-"""Installs gintrain's packages: the engine, the models, the tasks and the launch helpers."""
+"""Installs gintrain's packages: the engine, the models, the tasks, the multi-stage programs and the launch helpers."""
 from setuptools import find_packages, setup
 
 setup(
@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="A declarative, gin-configured PyTorch training engine.",
     python_requires=">=3.10",
-    packages=find_packages(include=["engine*", "models*", "tasks*", "launch*"]),
+    packages=find_packages(include=["engine*", "models*", "tasks*", "programs*", "launch*"]),
     install_requires=[
         "torch>=2.5",
         "gin-config>=0.5.0",

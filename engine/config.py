@@ -23,7 +23,7 @@ from engine.errors import ConfigError
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIN_DIR = os.path.join(_REPO_ROOT, "gin")
-COMPONENT_PACKAGES = ("engine", "models", "tasks")
+COMPONENT_PACKAGES = ("engine", "models", "tasks", "programs")
 
 
 def import_packages(packages: Iterable[str] = COMPONENT_PACKAGES) -> None:

@@ -53,7 +53,7 @@ fi
 if part throughput; then
   echo "=== single-GPU throughput, fp32 vs bf16"
   for precision in fp32 bf16; do
-    timeout ${THROUGHPUT_TIMEOUT:-120} $PY launch/run.py --gin gin/transformer_pvr.gin --workdir /tmp/tp-$precision \
+    timeout ${THROUGHPUT_TIMEOUT:-120} $PY launch/run.py --gin gin/hyperut/transformer_pvr.gin --workdir /tmp/tp-$precision \
       --bind "train.precision = '$precision'" --bind "train.steps = $STEPS" --bind "train.log_every = 1" \
       --bind "train.eval_every = 0" --bind "train.checkpoint_every = 0" --bind "train.batch_size = 256" \
       --bind "TransformerClassifier.d_model = 512" --bind "TransformerClassifier.num_layers = 6" \

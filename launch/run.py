@@ -1,6 +1,6 @@
 """The command line: parse gin files and bindings, register components, call the program.
 
-    python launch/run.py --gin gin/hyperut_pvr.gin [--gin more.gin] [--bind 'train.steps = 200']
+    python launch/run.py --gin gin/hyperut/hyperut_pvr.gin [--gin more.gin] [--bind 'train.steps = 200']
                          [--workdir runs/x] [--print-config] [--list]
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             print(config.list_components())
             return 0
         if not args.gin:
-            raise ConfigError("no --gin file given; e.g. --gin gin/transformer_pvr.gin")
+            raise ConfigError("no --gin file given; e.g. --gin gin/hyperut/transformer_pvr.gin")
         config.parse(args.gin, args.bind)
         workdir = args.workdir or default_workdir(args.gin)
         program.main(workdir, dry_run=args.print_config)

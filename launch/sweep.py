@@ -106,7 +106,7 @@ class Interrupted(Exception):
 def _check_finished(workdir: str, staged: bool) -> None:
     """Every stage's last logged training step must be its configured `train.steps`."""
     from engine import checkpoint
-    from engine.finetune import configured_steps
+    from programs.finetune import configured_steps
     stages = [d for d in sorted(os.listdir(workdir)) if os.path.isdir(os.path.join(workdir, d))] if staged else [None]
     for stage in stages:
         folder = os.path.join(workdir, stage) if stage else workdir
@@ -147,7 +147,7 @@ def describe(run: dict, workdir: str) -> dict[str, Any]:
     import torch
 
     from engine import analysis, config
-    from engine.finetune import configured_steps
+    from programs.finetune import configured_steps
     config.import_packages()
     config.reset()
     config.parse(run["gin"], run["bindings"])

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     config.parse([GIN], [])
     from models.aape import AAPE
     from models.prompting import CoCoOp, CoOp, ZeroShotPrompts
-    from tasks.prompt_learning import FewShotBaseToNew
+    from tasks.prompting.prompt_learning import FewShotBaseToNew
 
     torch.manual_seed(0)
     task = FewShotBaseToNew(shots=1, eval_per_class=1)

@@ -24,8 +24,8 @@ from launch.experiment import gin_path
 
 #: name -> (the student's plain gin file, its task, its model, the teacher's model)
 SETTINGS = {
-    "digits: MLP <- CNN": ("gin/kd_mlp.gin", "DigitsOnCanvas", "MLP", "SmallCNN"),
-    "agreement: Transformer <- LSTM": ("gin/kd_transformer.gin", "SubjectVerbAgreement", "TransformerClassifier",
+    "digits: MLP <- CNN": ("gin/kd/kd_mlp.gin", "DigitsOnCanvas", "MLP", "SmallCNN"),
+    "agreement: Transformer <- LSTM": ("gin/kd/kd_transformer.gin", "SubjectVerbAgreement", "TransformerClassifier",
                                        "LSTMClassifier"),
 }
 
@@ -63,7 +63,7 @@ def steps_per_second(gin_file: str, task, warm_steps: int, steps: int) -> float:
 def build(gin_file: str, task_name: str, student_name: str, teacher_name: str):
     """The setting's task and its Distillation objective with a teacher of random weights
     (speed does not depend on them)."""
-    from tasks.distillation import Distillation
+    from tasks.common.distillation import Distillation
     config.import_packages()
     config.reset()
     config.parse([gin_path(gin_file)], [])

@@ -4,7 +4,7 @@ Queries are decoded independently, so sampling should cost a fixed context-encod
 part linear in the number of queries: the printed (time ratio) / (query ratio) against the
 256-query grid, measured in this process, stays at or below 1 and approaches it as grids grow.
 
-    python launch/bench.py dpf [--gin gin/dpf_images.gin] [--sampler-steps 10] [--repeats 3]
+    python launch/bench.py dpf [--gin gin/dpf/dpf_images.gin] [--sampler-steps 10] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def sampling_seconds(task, model, side: int, fields: int) -> float:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gin", default=os.path.join(REPO, "gin", "dpf_images.gin"))
+    parser.add_argument("--gin", default=os.path.join(REPO, "gin", "dpf", "dpf_images.gin"))
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--warm-steps", type=int, default=3)
     parser.add_argument("--fields", type=int, default=4, help="fields sampled per timing")
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sides", default="16,23,32,45,64", help="query grid sides (256 to 4096 queries)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    from models.diffusion import DDIMSampler
+    from tasks.common.diffusion import DDIMSampler
     task, model, batch_size = build(args.gin)
     task.sampler = DDIMSampler(steps=args.sampler_steps)
     sides = [int(s) for s in args.sides.split(",")]

@@ -21,7 +21,7 @@ PROBE_EXAMPLES = 250
 def solve_seconds(solver: str, n: int, d: int, repeats_inside: int = 20) -> float:
     """Seconds per fit of the probe's weights (whitening excluded, as it is the same for all)."""
     from sklearn.linear_model import Ridge
-    from tasks.fewshot import ridge_weights, signed_one_hot, whiten
+    from tasks.saturation.fewshot import ridge_weights, signed_one_hot, whiten
     rng = np.random.default_rng(0)
     x, _ = whiten(rng.normal(size=(n, d)), rng.normal(size=(1, d)))
     y = signed_one_hot(rng.integers(0, 10, n), 10)
@@ -38,8 +38,8 @@ def evaluator_and_steps(steps: int, pool_per_class: int, test_per_class: int) ->
     """Seconds of one FewShotEvaluator.evaluate on a ViT-tiny (every layer, five tasks, shots
     1/5/10/25, 3 seeds) and of `steps` AdamW steps at batch 64 on 16x16 images."""
     from models.vit import ViT
-    from tasks.fewshot import FewShotEvaluator
-    from tasks.fewshot_sets import CoarseShapes, DigitsFewShot, NoiseLevel, ObjectCount, TextureFrequency
+    from tasks.saturation.fewshot import FewShotEvaluator
+    from tasks.saturation.fewshot_sets import CoarseShapes, DigitsFewShot, NoiseLevel, ObjectCount, TextureFrequency
     torch.manual_seed(0)
     model = ViT(image_size=16, patch_size=4, num_classes=384, d_model=32, num_heads=2, num_layers=2)
     sizes = dict(pool_per_class=pool_per_class, test_per_class=test_per_class)

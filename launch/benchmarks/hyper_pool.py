@@ -1,6 +1,6 @@
 """Hyper-UT: pool entries' generated weights held for a whole forward vs regenerated at every step.
 
-    python launch/bench.py hyper_pool [--gin gin/hyperut_pvr.gin] [--steps 20] [--repeats 5]
+    python launch/bench.py hyper_pool [--gin gin/hyperut/hyperut_pvr.gin] [--steps 20] [--repeats 5]
 
 With a pool smaller than the embedding (K = 8 < d_embed = 32 in the flagship), each generated
 layer builds W(E_k) for the K pool entries and mixes them per example. The parameters do not
@@ -29,7 +29,7 @@ def timed(task, model, hold: bool, batch_size: int, steps: int) -> float:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gin", default="gin/hyperut_pvr.gin")
+    parser.add_argument("--gin", default="gin/hyperut/hyperut_pvr.gin")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)

@@ -17,13 +17,13 @@ import torch
 from engine.task import Task
 from launch.benchmarks._timing import interleaved
 
-GIN = os.path.join(os.path.dirname(__file__), "..", "..", "gin", "transformer_pvr.gin")
+GIN = os.path.join(os.path.dirname(__file__), "..", "..", "gin", "hyperut", "transformer_pvr.gin")
 
 
 def build(warm_steps: int, steps: int):
     from engine import config
     from engine.task import Shard
-    from tasks.pvr import CPVR
+    from tasks.pvr.vector import CPVR
     config.import_packages()
     config.reset()
     config.parse([GIN], [])
@@ -51,7 +51,7 @@ class FixedBatches(Task):
 
 
 def bare_loop(make_model, batches, warm_steps, grad_clip, lr_lambda) -> float:
-    from tasks.classification import classification_loss
+    from tasks.common.classification import classification_loss
     torch.manual_seed(0)
     model = make_model()
     from engine.optim import param_groups

@@ -5,7 +5,7 @@ The field is queried once per sample, so time should grow linearly with the samp
 printed (time ratio) / (sample ratio) against 16 samples, measured in this process, stays near 1
 (below 1 where the fixed per-ray work, tri-plane decoding and ray generation, still counts).
 
-    python launch/bench.py render [--gin gin/gaudi_rooms.gin] [--rays 4096] [--repeats 3]
+    python launch/bench.py render [--gin gin/gaudi/gaudi_rooms.gin] [--rays 4096] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def render_seconds(model, samples: int, rays: int, scenes: int, backward: bool) 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gin", default=os.path.join(REPO, "gin", "gaudi_rooms.gin"))
+    parser.add_argument("--gin", default=os.path.join(REPO, "gin", "gaudi", "gaudi_rooms.gin"))
     parser.add_argument("--bind", action="append", default=[])
     parser.add_argument("--samples", default="16,24,32,48,64", help="samples per ray")
     parser.add_argument("--rays", type=int, default=4096, help="rays per scene per timing")

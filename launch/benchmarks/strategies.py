@@ -1,6 +1,6 @@
 """Strategies: steps/s and per-rank peak memory of every strategy on 2 ranks, relative to `ddp`.
 
-Each strategy trains the same model (gin/transformer_pvr.gin shapes by default) for the same
+Each strategy trains the same model (gin/hyperut/transformer_pvr.gin shapes by default) for the same
 steps in a fresh `torchrun --nproc-per-node 2` job, one after another, alternating over repeats;
 throughput is the median of the logged steady-state step times (the first steps are skipped),
 memory the per-rank peak resident set (CPU) or peak allocated memory (CUDA) logged at the end.
@@ -22,7 +22,7 @@ STRATEGIES = ["ddp", "fsdp", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_ze
 
 def run_job(strategy: str, workdir: str, steps: int, bindings: list[str], nproc: int) -> dict:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-               os.path.join(REPO, "launch", "run.py"), "--gin", os.path.join(REPO, "gin", "transformer_pvr.gin"),
+               os.path.join(REPO, "launch", "run.py"), "--gin", os.path.join(REPO, "gin", "hyperut", "transformer_pvr.gin"),
                "--gin", os.path.join(REPO, "gin", "strategy", f"{strategy}.gin"), "--workdir", workdir,
                "--bind", f"train.steps = {steps}", "--bind", "train.log_every = 1", "--bind", "train.eval_every = 0",
                "--bind", "train.checkpoint_every = 0"]

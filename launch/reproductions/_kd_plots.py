@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.similarity import cka_figure, cka_matrix
+from tasks.common.similarity import cka_figure, cka_matrix
 
 
 def _stats(results: dict, name: str, split: str, metric: str) -> tuple[float, float]:

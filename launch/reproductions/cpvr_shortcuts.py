@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from launch.experiment import REPO, markdown_table
-from tasks.pvr import cpvr_examples, shortcut_answers
+from tasks.pvr.vector import cpvr_examples, shortcut_answers
 
 
 def majority_accuracy(labels: np.ndarray, length: int) -> float:

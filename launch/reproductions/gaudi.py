@@ -23,11 +23,11 @@ from launch.experiment import REPO, markdown_table, run_config
 
 # key: (row label, gin file, auto-decoder key, extra bindings)
 PRIORS = {
-    "unconditional": ("unconditional", "gin/gaudi_rooms.gin", "beta_0.1", []),
-    "conditional": ("floor colour, guidance 2", "gin/gaudi_rooms_conditional.gin", "beta_0.1", []),
-    "conditional_w0": ("floor colour, no guidance", "gin/gaudi_rooms_conditional.gin", "beta_0.1",
+    "unconditional": ("unconditional", "gin/gaudi/gaudi_rooms.gin", "beta_0.1", []),
+    "conditional": ("floor colour, guidance 2", "gin/gaudi/gaudi_rooms_conditional.gin", "beta_0.1", []),
+    "conditional_w0": ("floor colour, no guidance", "gin/gaudi/gaudi_rooms_conditional.gin", "beta_0.1",
                        ["LatentPrior.guidance_scale = 0.0"]),
-    "beta0": ("unconditional, beta = 0 auto-decoder", "gin/gaudi_rooms_beta0.gin", "beta_0", []),
+    "beta0": ("unconditional, beta = 0 auto-decoder", "gin/gaudi/gaudi_rooms_beta0.gin", "beta_0", []),
 }
 STAGE1 = [("psnr", "PSNR (dB)"), ("depth_l1", "depth L1"), ("rotation_error_deg", "rotation error (deg)"),
           ("translation_error", "translation error")]

@@ -4,7 +4,7 @@
                                        [--jobs 16] [--bind 'LENGTH = 24']
 
 C-PVR: Transformer, UT, UT+ACT, Hyper and Hyper-UT train with the same budget and seeds on the
-training hops of gin/base/cpvr_hops.gin and are evaluated on every hop count; the table gives
+training hops of gin/hyperut/cpvr_hops.gin and are evaluated on every hop count; the table gives
 per-hop accuracy, the accuracy on examples the chain-free shortcut gets wrong, and mean ponder
 steps, in and out of the training range. Images: ViT vs U-ViT vs HyperU-ViT on scikit-learn
 digits and on textured shapes: accuracy, average layers used and measured FLOPs per image
@@ -24,21 +24,21 @@ from launch.experiment import REPO, markdown_table, mean_std, run_config
 
 CPVR_MODELS = (  # name, run folder, gin files (later files win)
     ("Transformer", "Transformer",
-     ("gin/transformer_pvr.gin", "gin/base/cpvr_hops.gin", "gin/base/transformer_cpvr.gin")),
-    ("UT", "UT", ("gin/ut_pvr.gin",)),
-    ("UT+ACT", "UT_ACT", ("gin/ut_act_pvr.gin",)),
-    ("Hyper (FFN)", "Hyper", ("gin/hyper_pvr.gin",)),
-    ("Hyper-UT (FFN)", "Hyper-UT_FFN", ("gin/hyperut_ffn_pvr.gin",)),
-    ("Hyper-UT", "Hyper-UT", ("gin/hyperut_pvr.gin",)),
+     ("gin/hyperut/transformer_pvr.gin", "gin/hyperut/cpvr_hops.gin", "gin/hyperut/transformer_cpvr.gin")),
+    ("UT", "UT", ("gin/hyperut/ut_pvr.gin",)),
+    ("UT+ACT", "UT_ACT", ("gin/hyperut/ut_act_pvr.gin",)),
+    ("Hyper (FFN)", "Hyper", ("gin/hyperut/hyper_pvr.gin",)),
+    ("Hyper-UT (FFN)", "Hyper-UT_FFN", ("gin/hyperut/hyperut_ffn_pvr.gin",)),
+    ("Hyper-UT", "Hyper-UT", ("gin/hyperut/hyperut_pvr.gin",)),
 )
 IMAGE_MODELS = (
-    ("ViT", "gin/vit_digits.gin", "ViT"),
-    ("U-ViT", "gin/uvit_digits.gin", "UniversalViT"),
-    ("HyperU-ViT", "gin/hyperut_vit_digits.gin", "HyperUViT"),
+    ("ViT", "gin/hyperut/vit_digits.gin", "ViT"),
+    ("U-ViT", "gin/hyperut/uvit_digits.gin", "UniversalViT"),
+    ("HyperU-ViT", "gin/hyperut/hyperut_vit_digits.gin", "HyperUViT"),
 )
 IMAGE_TASKS = (  # name, extra gin file (None: digits as in the files), steps (32x32 costs ~4x per step)
     ("digits 16x16", None, 1000),
-    ("textured shapes 32x32", "gin/base/textured_shapes.gin", 600),
+    ("textured shapes 32x32", "gin/hyperut/textured_shapes.gin", 600),
 )
 
 
@@ -282,7 +282,7 @@ def _hop_ranges(bindings: Sequence[str]) -> tuple[range, range]:
     import gin
 
     from launch.experiment import parsed_config
-    with parsed_config(["gin/hyperut_pvr.gin"], bindings):
+    with parsed_config(["gin/hyperut/hyperut_pvr.gin"], bindings):
         (lo, hi), (train_lo, train_hi) = gin.query_parameter("CPVR.eval_hops"), gin.query_parameter("CPVR.train_hops")
         return range(lo, hi + 1), range(train_lo, train_hi + 1)
 

@@ -27,21 +27,21 @@ import torch
 from engine import config
 from engine.task import Shard
 from launch.experiment import REPO, gin_path, markdown_table, mean_std, run_config
-from tasks.digits_canvas import DIGIT
-from tasks.images.transforms import place_on_canvas
-from tasks.similarity import compare_models
+from tasks.images.digits_canvas import DIGIT
+from tasks.images.sources.transforms import place_on_canvas
+from tasks.common.similarity import compare_models
 
 OUT = os.path.join(REPO, "results", "kd")
 
 #: part -> rows: (name, gin file, teacher (family row, seed offset) or None)
 SETTINGS: dict[str, list[tuple[str, str, tuple[str, int] | None]]] = {
-    "digits": [("MLP", "gin/kd_mlp.gin", None), ("CNN", "gin/kd_cnn.gin", None),
-               ("MLP <- MLP", "gin/kd_mlp_from_mlp.gin", ("MLP", 1)),
-               ("MLP <- CNN", "gin/kd_mlp_from_cnn.gin", ("CNN", 0)),
-               ("CNN <- MLP", "gin/kd_cnn_from_mlp.gin", ("MLP", 0))],
-    "agreement": [("LSTM", "gin/kd_lstm.gin", None), ("Transformer", "gin/kd_transformer.gin", None),
-                  ("Transformer <- Transformer", "gin/kd_transformer_from_transformer.gin", ("Transformer", 1)),
-                  ("Transformer <- LSTM", "gin/kd_transformer_from_lstm.gin", ("LSTM", 0))],
+    "digits": [("MLP", "gin/kd/kd_mlp.gin", None), ("CNN", "gin/kd/kd_cnn.gin", None),
+               ("MLP <- MLP", "gin/kd/kd_mlp_from_mlp.gin", ("MLP", 1)),
+               ("MLP <- CNN", "gin/kd/kd_mlp_from_cnn.gin", ("CNN", 0)),
+               ("CNN <- MLP", "gin/kd/kd_cnn_from_mlp.gin", ("MLP", 0))],
+    "agreement": [("LSTM", "gin/kd/kd_lstm.gin", None), ("Transformer", "gin/kd/kd_transformer.gin", None),
+                  ("Transformer <- Transformer", "gin/kd/kd_transformer_from_transformer.gin", ("Transformer", 1)),
+                  ("Transformer <- LSTM", "gin/kd/kd_transformer_from_lstm.gin", ("LSTM", 0))],
 }
 #: part -> (the model whose bias is to be transferred, the split where representations are compared)
 REFERENCE = {"digits": ("CNN", "translated"), "agreement": ("LSTM", "eval")}
@@ -308,7 +308,7 @@ def main(argv: list[str]) -> int:
              f"Budget: {trained:.1f} CPU-minutes to train the {len(runs)} runs (one thread each; a distilled run "
              f"includes its teacher's forward passes); this invocation took {cpu_minutes:.1f} CPU-minutes and "
              f"{(time.time() - started_wall) / 60:.1f} minutes wall on a shared 2-core machine. Steps, batch and "
-             f"learning rates: the gin files (gin/base/kd_digits.gin, gin/base/kd_agreement.gin) unless bound "
+             f"learning rates: the gin files (gin/kd/kd_digits.gin, gin/kd/kd_agreement.gin) unless bound "
              f"above.", ""]
     if "digits" in results:
         lines += ["## Digits on a 16x16 canvas: CNN -> MLP", "",

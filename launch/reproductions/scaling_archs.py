@@ -18,7 +18,7 @@ import time
 from launch.experiment import REPO, markdown_table
 from launch.reproductions._scaling import fit_groups, fmt, load_note, loglog_plot, training_minutes, write
 from launch.sweep import Interrupted, sweep
-from tasks.span_corruption import span_counts
+from tasks.text.span_corruption import span_counts
 
 SIZES = ["cpu_d32_l2", "cpu_d48_l2", "cpu_d64_l3"]
 OPTIONS = ("glu", "mos")  # options, applied to the vanilla model

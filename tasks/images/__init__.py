@@ -1,1 +1,1 @@
-"""Image sources shared by tasks: scikit-learn digits, procedural shapes, and image transforms."""
+"""Image problems and their sources: digits (plain, on a canvas), textured shapes, byte images and image files."""

@@ -1,38 +1,19 @@
-"""scikit-learn's bundled handwritten digits (1,797 8x8 images): data that ships with a package,
-so default runs need no download. Split into fixed train / test halves by a seeded permutation.
-"""
+"""Digit classification on scikit-learn's bundled digits, at any image size (shipped data, no download)."""
 from __future__ import annotations
 
-import functools
+import gin
 
-import numpy as np
-
-from tasks.images.transforms import resize
-
-
-@functools.lru_cache(maxsize=1)
-def _load() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-    data = load_digits()
-    images = (data.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8) in [0, 1]
-    return images, data.target.astype(np.int64)
+from tasks.common.arrays import ArrayClassificationTask
+from tasks.images.sources.digits import digits
 
 
-def digits(split: str = "train", size: int = 8, test_fraction: float = 0.3,
-           split_seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(images (N, 1, size, size) in [0, 1], labels (N,)) of the 'train' or 'test' part."""
-    images, labels = _load()
-    order = np.random.default_rng(split_seed).permutation(len(labels))
-    cut = int(round(len(labels) * (1 - test_fraction)))
-    if split == "train":
-        chosen = order[:cut]
-    elif split in ("test", "eval"):
-        chosen = order[cut:]
-    elif split == "all":
-        chosen = np.arange(len(labels))
-    else:
-        raise ValueError(f"digits split must be 'train', 'test' or 'all', got {split!r}")
-    chosen_images = images[chosen]
-    if size != 8:
-        chosen_images = resize(chosen_images, size)
-    return chosen_images, labels[chosen]
+@gin.configurable
+class DigitsClassification(ArrayClassificationTask):
+    """10-way classification of 8x8 digits upsampled to `image_size`; splits 'train' and 'eval'."""
+
+    def __init__(self, *, image_size: int = 8) -> None:
+        super().__init__()
+        for split, part in (("train", "train"), ("eval", "test")):
+            images, labels = digits(part, size=image_size)
+            self.splits[split] = {"image": images, "label": labels}
+        self.num_classes = 10

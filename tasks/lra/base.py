@@ -16,8 +16,8 @@ import torch
 
 from engine import summaries
 from engine.errors import ConfigError
-from tasks.arrays import ArrayClassificationTask
-from tasks.cache import cache_root
+from tasks.common.arrays import ArrayClassificationTask
+from tasks.common.cache import cache_root
 
 log = logging.getLogger("tasks.lra")
 

@@ -11,8 +11,8 @@ import os
 import gin
 import numpy as np
 
-from tasks.images.digits import digits
-from tasks.images.files import read_cifar_batches as read_rgb_cifar_batches
+from tasks.images.sources.digits import digits
+from tasks.images.sources.files import read_cifar_batches as read_rgb_cifar_batches
 from tasks.lra.base import SequenceTask, release_dir
 
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
@@ -22,7 +22,7 @@ GRAY_WEIGHTS = np.array([0.2989, 0.5870, 0.1140])  # tf.image.rgb_to_grayscale
 
 def read_cifar_batches(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(grayscale uint8 (n, 1024), labels) from CIFAR-10 binary batch files (read as RGB by the
-    shared reader in tasks.images.files)."""
+    shared reader in tasks.images.sources.files)."""
     rgb, labels = read_rgb_cifar_batches(paths)
     rgb = rgb.reshape(len(rgb), 3, 32 * 32).astype(np.float64)
     gray = np.round(np.einsum("c,ncp->np", GRAY_WEIGHTS, rgb)).clip(0, 255).astype(np.uint8)

@@ -4,12 +4,12 @@ from __future__ import annotations
 import os
 
 from engine.logging import read_metrics
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def test_transformer_pvr_from_the_command_line_learns_and_writes_the_run_directory(tmp_path):
     workdir = str(tmp_path / "run")
-    result = run_cli(["--gin", "gin/transformer_pvr.gin", "--workdir", workdir,
+    result = run_cli(["--gin", "gin/hyperut/transformer_pvr.gin", "--workdir", workdir,
                       "--bind", "train.steps = 300", "--bind", "train.eval_every = 300",
                       "--bind", "train.log_every = 25", "--bind", "TransformerClassifier.d_model = 64",
                       "--bind", "TransformerClassifier.num_layers = 2", "--bind", "CPVR.train_hops = (1, 1)",

@@ -6,9 +6,9 @@ import os
 import pytest
 
 from launch.run import main as run_main
-from tests.conftest import REPO, run_cli
+from tests.helpers import REPO, run_cli
 
-PVR = os.path.join(REPO, "gin", "transformer_pvr.gin")
+PVR = os.path.join(REPO, "gin", "hyperut", "transformer_pvr.gin")
 
 
 def cli(capsys, *args: str) -> tuple[int, str]:
@@ -56,7 +56,7 @@ def test_unclosed_bracket_is_a_syntax_error(tmp_path, capsys):
 
 
 def test_missing_required_parameter(capsys):
-    code, err = cli(capsys, "--gin", os.path.join(REPO, "gin", "base", "train.gin"))
+    code, err = cli(capsys, "--gin", os.path.join(REPO, "gin", "runs", "train.gin"))
     assert code == 2 and "missing required parameter: train." in err
 
 

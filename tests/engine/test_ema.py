@@ -11,7 +11,7 @@ import torch
 from engine.ema import EMA, EMA_FILE
 from engine.errors import ConfigError
 from engine.logging import read_metrics
-from tests.conftest import TINY_PVR, train_in_process
+from tests.helpers import TINY_PVR, train_in_process
 
 
 def fake_trainer(module: torch.nn.Module):

@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from engine import checkpoint
 from launch.export import main as export_main
-from tests.conftest import TINY_PVR, train_in_process
+from tests.helpers import TINY_PVR, train_in_process
 
 EVAL = ["train.eval_every = 20", "CPVR.eval_examples_per_level = 32"]
 

@@ -11,10 +11,10 @@ import textwrap
 import time
 
 from engine import checkpoint
-from tests.conftest import REPO, RUN, TINY_PVR, losses, run_cli, subprocess_env, train_in_process
+from tests.helpers import REPO, RUN, TINY_PVR, losses, run_cli, subprocess_env, train_in_process
 
 STEPS = 400
-ARGS = ["--gin", "gin/transformer_pvr.gin"] + [a for b in TINY_PVR for a in ("--bind", b)] + [
+ARGS = ["--gin", "gin/hyperut/transformer_pvr.gin"] + [a for b in TINY_PVR for a in ("--bind", b)] + [
     "--bind", f"train.steps = {STEPS}", "--bind", "train.checkpoint_every = 50",
     "--bind", "train.keep_checkpoints = 2", "--bind", "TransformerClassifier.dropout = 0.1"]
 
@@ -111,7 +111,7 @@ def test_crash_mid_save_leaves_previous_checkpoint_loadable(tmp_path):
     script = tmp_path / "crash.py"
     script.write_text(CRASHING_SAVE)
     bindings = TINY_PVR + ["train.steps = 40", "train.checkpoint_every = 10"]
-    proc = subprocess.run([sys.executable, str(script), os.path.join(REPO, "gin/transformer_pvr.gin"), workdir,
+    proc = subprocess.run([sys.executable, str(script), os.path.join(REPO, "gin/hyperut/transformer_pvr.gin"), workdir,
                            *bindings], cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL
     assert os.path.isdir(os.path.join(workdir, "checkpoints", ".tmp-step_000020"))  # the half-written one

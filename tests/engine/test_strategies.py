@@ -12,7 +12,7 @@ import pytest
 from engine import checkpoint
 from engine.logging import read_metrics
 from launch.export import main as export_main
-from tests.conftest import TINY_PVR, losses, train_in_process
+from tests.helpers import TINY_PVR, losses, train_in_process
 from tests.engine import torchrun
 from tests.engine.torchrun import BINDINGS, CHECKPOINT_EVERY, STEPS
 

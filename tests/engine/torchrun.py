@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Callable
 
-from tests.conftest import REPO, RUN, TINY_PVR, subprocess_env
+from tests.helpers import REPO, RUN, TINY_PVR, subprocess_env
 
 STEPS = 60
 CHECKPOINT_EVERY = 10
@@ -31,7 +31,7 @@ def strategy_file(name: str) -> str:
 
 
 def cli_args(strategy: str, bindings: list[str]) -> list[str]:
-    args = ["--gin", "gin/transformer_pvr.gin", "--gin", strategy_file(strategy)]
+    args = ["--gin", "gin/hyperut/transformer_pvr.gin", "--gin", strategy_file(strategy)]
     for binding in bindings:
         args += ["--bind", binding]
     return args

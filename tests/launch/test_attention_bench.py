@@ -8,7 +8,7 @@ import sys
 import torch
 
 from launch.benchmarks import attention
-from tests.conftest import REPO, subprocess_env
+from tests.helpers import REPO, subprocess_env
 
 
 def test_peak_memory_sees_a_temporary_allocation():

@@ -14,7 +14,7 @@ import pytest
 
 from engine import config
 from launch.reproductions import lra
-from tests.conftest import REPO, train_in_process
+from tests.helpers import REPO, train_in_process
 
 def value(name: str):
     """A bound value with macros (%SEQ_LEN) resolved."""

@@ -23,7 +23,7 @@ def test_reproduction_writes_a_table_with_both_methods_and_a_sample_grid(tmp_pat
     table = open(os.path.join(out, "table.md")).read()
     rows = [line for line in table.splitlines() if line.startswith("| sphere |")]
     assert [row.split("|")[2].strip() for row in rows[:2]] == ["DPF (EMA)", "Gaussian fit"]
-    assert "| sphere | `gin/dpf_sphere.gin` | 4 |" in table  # 16000 steps x 0.00025
+    assert "| sphere | `gin/dpf/dpf_sphere.gin` | 4 |" in table  # 16000 steps x 0.00025
     assert "| 2 x 8 |" in table
     draws = json.load(open(os.path.join(out, "draws.json")))
     for method, row in zip(("DPF (EMA)", "Gaussian fit"), rows):

@@ -14,5 +14,5 @@ def test_hop_ranges_follow_the_bindings_and_gin_is_reset_after():
 
 
 def test_task_for_builds_the_configured_task():
-    task = hyperut._task_for(["gin/hyperut_pvr.gin"], ["CPVR.length = 8"])
+    task = hyperut._task_for(["gin/hyperut/hyperut_pvr.gin"], ["CPVR.length = 8"])
     assert type(task).__name__ == "CPVR" and task.length == 8

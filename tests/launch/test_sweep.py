@@ -8,7 +8,7 @@ import pytest
 
 import launch.experiment
 from launch.sweep import main, parse_axis, plan, sweep
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 BASE = os.path.join(REPO, "gin", "scaling", "t5_span.gin")
 TINY = ["train.steps = 2", "train.batch_size = 4", "train.log_every = 1", "train.eval_every = 2",

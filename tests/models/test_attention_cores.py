@@ -22,7 +22,7 @@ from models.layers.attention.sinkhorn import SinkhornAttention
 from models.layers.attention.sparse import SparseAttention
 from models.layers.attention.synthesizer import SynthesizerAttention
 from models.transformer import TransformerClassifier
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 MAX_LEN = 24
 

@@ -10,9 +10,9 @@ import torch
 from engine.errors import ConfigError
 from engine.task import Shard
 from models.gaudi.model import GAUDI
-from tasks.scene_autodecoding import SceneAutoDecoding
-from tasks.scenes import ProceduralRooms, SceneSource
-from tests.conftest import fit_task
+from tasks.scenes.autodecoding import SceneAutoDecoding
+from tasks.scenes.trajectories import ProceduralRooms, SceneSource
+from tests.helpers import fit_task
 
 RESOLUTION = 12
 

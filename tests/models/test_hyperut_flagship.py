@@ -1,8 +1,8 @@
-"""The flagship command, shortened: gin/hyperut_pvr.gin trains Hyper-UT on C-PVR and learns."""
+"""The flagship command, shortened: gin/hyperut/hyperut_pvr.gin trains Hyper-UT on C-PVR and learns."""
 from __future__ import annotations
 
 from engine.logging import read_metrics
-from tests.conftest import train_in_process
+from tests.helpers import train_in_process
 
 # The flagship file with a smaller model and task so the run takes seconds, not minutes.
 SHORT = ["LENGTH = 12", "CPVR.train_hops = (1, 2)", "CPVR.eval_hops = (1, 3)", "CPVR.curriculum_batches = 100",
@@ -13,7 +13,7 @@ SHORT = ["LENGTH = 12", "CPVR.train_hops = (1, 2)", "CPVR.eval_hops = (1, 3)", "
 
 def test_flagship_hyperut_pvr_beats_chance_on_training_hops(tmp_path):
     workdir = str(tmp_path / "run")
-    final = train_in_process(workdir, SHORT, files=("gin/hyperut_pvr.gin",)).metrics["eval"]
+    final = train_in_process(workdir, SHORT, files=("gin/hyperut/hyperut_pvr.gin",)).metrics["eval"]
     train = [r for r in read_metrics(workdir) if r["split"] == "train"]
     assert train[-1]["loss"] < train[0]["loss"] - 0.3
     assert final["accuracy/hops_1"] > 3 / 12  # chance is 1/12, the most frequent label ~0.17

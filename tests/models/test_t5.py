@@ -10,7 +10,7 @@ import torch
 from engine import analysis, config
 from engine.errors import ConfigError
 from models.t5 import T5
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 ARCH_DIR = os.path.join(REPO, "gin", "scaling", "arch")
 ARCHS = sorted(f[:-4] for f in os.listdir(ARCH_DIR) if f.endswith(".gin"))

@@ -107,7 +107,7 @@ def test_bad_settings_and_files_raise_config_errors(tmp_path):
 
 
 def test_a_small_encoder_learns_short_listops_from_the_task_file(tmp_path):
-    from tests.conftest import losses, train_in_process
+    from tests.helpers import losses, train_in_process
 
     bindings = ["train.steps = 100", "train.batch_size = 32", "train.eval_every = 100", "train.log_every = 10",
                 "train.checkpoint_every = 0", "LRAListOps.max_length = 8", "SEQ_LEN = 8", "LRAListOps.min_length = 0",

@@ -1,0 +1,112 @@
+"""The `distill` program: get a teacher (train it, or load trained weights), then train a
+student on the `Distillation` objective. Selected with `run.program = @distill`.
+
+Both stages are ordinary `engine.program.train` runs inside `engine.program.stage` (gin scopes
+`teacher/` and `student/`, sub-folders `<workdir>/teacher` and `<workdir>/student`), so each
+resumes, logs and checkpoints like any run. The teacher may be of another model family.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import gin
+import torch
+
+from engine import checkpoint
+from engine.errors import ConfigError
+from engine.program import DryRunComplete, TrainResult, stage, train
+from engine.task import Task
+from tasks.common.distillation import Distillation
+
+
+def resolve_weights(path: str) -> str:
+    """A checkpoint folder, a run folder (its latest checkpoint) or a weights file."""
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, checkpoint.META)):
+        latest = checkpoint.latest(path)
+        if latest is None:
+            raise ConfigError(f"distill.teacher_weights = {path!r} is a folder with no finished checkpoint "
+                              "(give a run folder, a checkpoint folder or a .safetensors export)")
+        return latest
+    if not os.path.exists(path):
+        raise ConfigError(f"distill.teacher_weights: no such file or folder {path!r}")
+    return path
+
+
+def load_teacher(make_teacher: Callable[[], torch.nn.Module], path: str) -> torch.nn.Module:
+    """Build the teacher (gin scope `teacher/`) and load its weights from `path`, strictly."""
+    with gin.config_scope("teacher"):
+        model = make_teacher()
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(f"distill.teacher must build an nn.Module, got {type(model).__name__}")
+    weights = checkpoint.load_weights(resolve_weights(path))
+    hint = "bind the teacher's shapes under teacher/ (e.g. teacher/MLP.hidden = ...)"
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as error:  # same names, other shapes
+        detail = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line), str(error))
+        raise ConfigError(f"the teacher weights in {path!r} do not fit distill.teacher "
+                          f"({type(model).__name__}): {detail}; {hint}") from None
+    if missing or unexpected:
+        raise ConfigError(f"the teacher weights in {path!r} do not fit distill.teacher "
+                          f"({type(model).__name__}): missing {list(missing)[:5]}, unexpected "
+                          f"{list(unexpected)[:5]}; {hint}")
+    return model
+
+
+@gin.configurable
+def distill(*, task: Any = gin.REQUIRED, teacher: Callable[[], torch.nn.Module] = gin.REQUIRED,
+            teacher_weights: str | None = None,
+            objective: Callable[..., Distillation] = Distillation) -> TrainResult:
+    """Teacher stage, then student stage; returns the student's TrainResult.
+
+    task: the task both models solve (e.g. @DigitsOnCanvas()); the student trains on
+        `objective(task=task)` (Distillation: alpha, temperature, scaling are its bindings).
+    teacher: the teacher's model factory (e.g. @SmallCNN); its shapes may be bound under
+        `teacher/`, the student's model is `train.model` as usual.
+    teacher_weights: a run folder, a checkpoint folder or a .safetensors export to load the
+        teacher from; None trains it first in stage `teacher` (`teacher/train.steps = ...`).
+    """
+    inner = task() if callable(task) and not isinstance(task, Task) else task
+    if not isinstance(inner, Task):
+        raise ConfigError(f"distill.task must build an engine.task.Task, got {type(inner).__name__}")
+    if not callable(teacher):
+        raise ConfigError(f"distill.teacher must be a model factory like @SmallCNN, got {teacher!r}")
+    # Build (and so validate) the student's objective before spending time on the teacher.
+    with gin.config_scope("student"):
+        student_task = objective(task=inner)
+    if teacher_weights is None:
+        try:
+            with stage("teacher"):
+                trained = train(task=inner, model=teacher)
+        except DryRunComplete as done:
+            raise DryRunComplete(_describe_both(done.report, teacher, student_task)) from None
+        # Reload from the consolidated checkpoint: a plain module, whatever the strategy was.
+        teacher_weights = trained.checkpoint
+    student_task.use_teacher(load_teacher(teacher, teacher_weights))
+    with stage("student"):
+        return train(task=student_task)
+
+
+def _split_report(report: str) -> tuple[str, list[str]]:
+    """A dry-run report -> (the config text, the '# ...' size lines under it)."""
+    lines = report.splitlines()
+    summary: list[str] = []
+    while lines and lines[-1].startswith("# "):
+        summary.insert(0, lines.pop())
+    return "\n".join(lines).rstrip(), summary
+
+
+def _describe_both(teacher_report: str, teacher: Callable[[], torch.nn.Module], student_task: Distillation) -> str:
+    """--print-config: the config once, then each stage's sizes; the student is checked
+    against an untrained teacher of the configured shape."""
+    with gin.config_scope("teacher"):
+        student_task.use_teacher(teacher())
+    try:
+        with stage("student"):
+            train(task=student_task)
+    except DryRunComplete as done:
+        config_text, teacher_sizes = _split_report(teacher_report)
+        _, student_sizes = _split_report(done.report)
+        return "\n".join([config_text, "", "# stage 'teacher':", *teacher_sizes, "# stage 'student':", *student_sizes])
+    raise RuntimeError("the student stage trained during --print-config")

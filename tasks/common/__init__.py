@@ -1,0 +1,1 @@
+"""Shared task bases, objectives and metrics: what several problem families use."""

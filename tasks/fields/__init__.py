@@ -1,0 +1,1 @@
+"""Diffusion Probabilistic Fields: the field task, its sources and its feature network."""

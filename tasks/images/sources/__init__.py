@@ -1,0 +1,1 @@
+"""Image sources: shipped digits, procedural shapes, image files, and the transforms between them."""

@@ -1,0 +1,1 @@
+"""The saturation study: the procedural upstream task, few-shot downstream sets and probes."""
