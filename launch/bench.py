@@ -7,24 +7,14 @@ Each benchmark lives in launch/benchmarks/NAME.py and exposes `main(argv)`.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
 
 import launch.benchmarks as benchmarks
-
-
-def available() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if not m.name.startswith("_"))
+from launch.dispatch import dispatch
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in available():
-        print(f"usage: launch/bench.py {{{','.join(available())}}} [options]", file=sys.stderr)
-        return 2
-    module = importlib.import_module(f"launch.benchmarks.{argv[0]}")
-    return module.main(argv[1:]) or 0
+    return dispatch(benchmarks, "launch/bench.py", argv)
 
 
 if __name__ == "__main__":

@@ -5,24 +5,14 @@ and plots under results/<name>/.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
 
 import launch.reproductions as reproductions
-
-
-def available() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(reproductions.__path__) if not m.name.startswith("_"))
+from launch.dispatch import dispatch
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in available():
-        print(f"usage: launch/reproduce.py {{{','.join(available()) or '...'}}} [options]", file=sys.stderr)
-        return 2
-    module = importlib.import_module(f"launch.reproductions.{argv[0]}")
-    return module.main(argv[1:]) or 0
+    return dispatch(reproductions, "launch/reproduce.py", argv)
 
 
 if __name__ == "__main__":
