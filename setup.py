@@ -17,7 +17,8 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "deepspeed": ["deepspeed>=0.19"],
+        # DeepSpeed's own zero_to_fp32.py (saved beside each ZeRO checkpoint) imports huggingface_hub.
+        "deepspeed": ["deepspeed>=0.19", "huggingface_hub"],
         "fairscale": ["fairscale>=0.4.13"],
         "data": ["scikit-learn", "matplotlib"],
         # Only to cross-check models/clip_hf.py against transformers.CLIPModel (the loader itself needs none).

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from engine.errors import ConfigError
+from engine.files import write_atomically
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -40,15 +41,6 @@ def _fsync_tree(path: str) -> None:
                 os.fsync(handle.fileno())
 
 
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def complete_checkpoints(workdir: str) -> list[tuple[int, str]]:
     """(step, path) of every finished checkpoint, oldest first."""
     found = []
@@ -69,6 +61,20 @@ def latest(workdir: str) -> str | None:
             return path
     found = complete_checkpoints(workdir)
     return found[-1][1] if found else None
+
+
+def resolve(path: str, *, name: str = "", hint: str = "") -> str:
+    """The finished checkpoint `path` names: a checkpoint folder itself, or a run folder's newest
+    one - so every command that reads a checkpoint takes either. `name` (the argument or binding
+    that gave `path`) leads the error message; `hint` ends it."""
+    if os.path.isfile(os.path.join(path, META)):
+        return path
+    found = latest(path)
+    if found is None:
+        raise ConfigError(f"{name + ' = ' if name else ''}{path!r} holds no finished checkpoint: give a run folder "
+                          f"(for its latest checkpoint) or a checkpoint folder such as runs/x/{CHECKPOINTS}/step_000500"
+                          + (f"; {hint}" if hint else ""))
+    return found
 
 
 def read_meta(path: str) -> dict[str, Any]:
@@ -100,7 +106,7 @@ def save(strategy, workdir: str, step: int, train_state: dict, *, keep: int | No
         if os.path.exists(final):
             shutil.rmtree(final)
         os.rename(tmp, final)
-        _write_atomic(os.path.join(base, LATEST), step_dir_name(step))
+        write_atomically(os.path.join(base, LATEST), step_dir_name(step), fsync=True)
         prune(workdir, keep)
     strategy.barrier()
     return final

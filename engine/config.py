@@ -21,8 +21,9 @@ import gin
 
 from engine.errors import ConfigError
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GIN_DIR = os.path.join(_REPO_ROOT, "gin")
+#: The repository's top folder: where gin/, results/ and runs/ are found by every script.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GIN_DIR = os.path.join(REPO_ROOT, "gin")
 COMPONENT_PACKAGES = ("engine", "models", "tasks", "programs")
 
 
@@ -228,15 +229,6 @@ def operative_text() -> str:
 def config_hash() -> str:
     """A short hash of the explicit configuration, stored in checkpoints to spot changed runs."""
     return hashlib.sha256(config_text().encode()).hexdigest()[:16]
-
-
-def write_text(path: str, text: str) -> None:
-    """Write `text` atomically (temporary file, then rename)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def list_components() -> str:

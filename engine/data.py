@@ -2,16 +2,45 @@
 
 A task generates the *global* batch from a generator seeded by (seed, split, index) and keeps
 its rank's slice, so one rank with batch b and two ranks with b/2 each see the same examples.
+`unwrap` and `frozen` are for the models a task meets: the wrapped one it trains, fixed ones it holds.
 """
 from __future__ import annotations
 
+import dataclasses
+import sys
 import zlib
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 
-from engine.task import Shard
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """Which part of the global data stream this process reads.
+
+    `batch_size` is the global batch; rank `rank` of `world_size` reads the slice
+    `[rank * local, (rank + 1) * local)` of every global batch. `start` is the index of the
+    first batch to yield (the data cursor of a resumed run).
+    """
+
+    batch_size: int
+    seed: int = 0
+    rank: int = 0
+    world_size: int = 1
+    start: int = 0
+
+    @property
+    def local_batch_size(self) -> int:
+        return self.batch_size // self.world_size
+
+    @property
+    def local_slice(self) -> slice:
+        n = self.local_batch_size
+        return slice(self.rank * n, (self.rank + 1) * n)
+
+    def replace(self, **changes: Any) -> "Shard":
+        return dataclasses.replace(self, **changes)
 
 
 def split_id(split: str) -> int:
@@ -79,4 +108,39 @@ def follow(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """
     if device_of(module) != device:
         module.to(device)
+    return module
+
+
+# (library, class, attribute) of every wrapper a strategy puts around the model. A library that
+# is not loaded cannot have wrapped it, so none is imported here. FSDP2's fully_shard does not
+# wrap: it changes the module in place and returns it.
+_WRAPPERS = (("torch.nn.parallel", "DistributedDataParallel", "module"),
+             ("torch.nn.parallel", "DataParallel", "module"),
+             ("deepspeed", "DeepSpeedEngine", "module"),
+             ("fairscale.nn.data_parallel", "ShardedDataParallel", "module"),
+             ("torch._dynamo.eval_frame", "OptimizedModule", "_orig_mod"))  # torch.compile
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module under any stack of DDP / DeepSpeed / fairscale / torch.compile wrappers.
+
+    By type, not by attribute name, so a model with a child called `module` stays whole. See
+    `engine.task.Task` for when a task may call past the wrapper.
+    """
+    while True:
+        for library, name, attribute in _WRAPPERS:
+            wrapper = getattr(sys.modules.get(library), name, None)
+            if wrapper is not None and isinstance(model, wrapper):
+                model = getattr(model, attribute)
+                break
+        else:
+            return model
+
+
+def frozen(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` in eval mode with gradients off, in place: a fixed network a task or model holds
+    (a teacher, a finished stage's decoder, a metric's classifier, a frozen backbone). A caller
+    that still trains the original passes a copy."""
+    module.eval()
+    module.requires_grad_(False)
     return module

@@ -15,7 +15,8 @@ import gin
 import torch
 
 from engine.callbacks import Callback
-from engine.errors import require
+from engine.data import frozen
+from engine.errors import require_int, require_number
 
 EMA_FILE = "ema.safetensors"
 
@@ -33,12 +34,9 @@ class EMA(Callback):
 
     def __init__(self, *, decay: float = 0.999, warmup: bool = True, start_step: int = 0, update_every: int = 1,
                  evaluate: bool = True, export: bool = True) -> None:
-        require(isinstance(decay, (int, float)) and not isinstance(decay, bool) and 0.0 <= decay < 1.0,
-                f"EMA.decay must be a number in [0, 1), got {decay!r}")
-        require(isinstance(update_every, int) and update_every >= 1,
-                f"EMA.update_every must be an integer >= 1, got {update_every!r}")
-        require(isinstance(start_step, int) and start_step >= 0,
-                f"EMA.start_step must be an integer >= 0, got {start_step!r}")
+        require_number(decay, "EMA.decay", low=0, below=1)
+        require_int(update_every, "EMA.update_every", low=1)
+        require_int(start_step, "EMA.start_step", low=0)
         self.decay = float(decay)
         self.warmup = warmup
         self.start_step = start_step
@@ -57,8 +55,7 @@ class EMA(Callback):
 
     def on_start(self, trainer: Any) -> None:
         module = trainer.strategy.module
-        self.averaged = copy.deepcopy(module).eval()
-        self.averaged.requires_grad_(False)
+        self.averaged = frozen(copy.deepcopy(module))
         if self._restored is not None:
             self.averaged.load_state_dict(self._restored)
             self._restored = None

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from engine import summaries
+from engine.files import write_atomically
 
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
@@ -37,10 +38,7 @@ def truncate_metrics(path: str, last_step: int) -> None:
                 continue  # a line cut short by a crash
             if record.get("step", 0) <= last_step:
                 kept.append(line if line.endswith("\n") else line + "\n")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        handle.writelines(kept)
-    os.replace(tmp, path)
+    write_atomically(path, "".join(kept))
 
 
 def read_metrics(workdir: str) -> list[dict]:

@@ -66,7 +66,13 @@ def _under(name: str, prefix: str) -> bool:
 
 
 class _Schedule(abc.ABC):
-    """A multiplier of the base learning rate as a function of the step (0-based)."""
+    """A multiplier of the base learning rate as a function of the step (0-based): a linear
+    warmup over `warmup_steps` to the peak (1), then the subclass's `decay`.
+
+    Every schedule warms up the same way, so a subclass says only how it decays. Its fields are
+    plain numbers: `LambdaLR` saves them in the scheduler state, so a resumed run continues the
+    same curve.
+    """
 
     def __init__(self, *, warmup_steps: int = 0) -> None:
         self.warmup_steps = int(warmup_steps)
@@ -79,17 +85,26 @@ class _Schedule(abc.ABC):
     def warmup(self, step: int) -> float:
         return min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
 
-    @abc.abstractmethod
+    def progress(self, step: int) -> float:
+        """How far into the decay `step` is: 0 at the end of warmup, 1 at the last step and after."""
+        span = max(self.total_steps - self.warmup_steps, 1)
+        return min((step - self.warmup_steps) / span, 1.0)
+
     def __call__(self, step: int) -> float:
         """The multiplier at `step`."""
+        return self.warmup(step) if step < self.warmup_steps else self.decay(step)
+
+    @abc.abstractmethod
+    def decay(self, step: int) -> float:
+        """The multiplier at `step` once warmup is over (`step >= warmup_steps`)."""
 
 
 @gin.configurable
 class Constant(_Schedule):
     """Constant learning rate after an optional linear warmup."""
 
-    def __call__(self, step: int) -> float:
-        return self.warmup(step)
+    def decay(self, step: int) -> float:
+        return 1.0
 
 
 @gin.configurable
@@ -100,12 +115,8 @@ class WarmupCosine(_Schedule):
         super().__init__(warmup_steps=warmup_steps)
         self.final_ratio = float(final_ratio)
 
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.warmup(step)
-        span = max(self.total_steps - self.warmup_steps, 1)
-        progress = min((step - self.warmup_steps) / span, 1.0)
-        return self.final_ratio + (1 - self.final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    def decay(self, step: int) -> float:
+        return self.final_ratio + (1 - self.final_ratio) * 0.5 * (1 + math.cos(math.pi * self.progress(step)))
 
 
 @gin.configurable
@@ -116,21 +127,15 @@ class WarmupLinear(_Schedule):
         super().__init__(warmup_steps=warmup_steps)
         self.final_ratio = float(final_ratio)
 
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.warmup(step)
-        span = max(self.total_steps - self.warmup_steps, 1)
-        progress = min((step - self.warmup_steps) / span, 1.0)
-        return 1 - (1 - self.final_ratio) * progress
+    def decay(self, step: int) -> float:
+        return 1 - (1 - self.final_ratio) * self.progress(step)
 
 
 @gin.configurable
 class WarmupRsqrt(_Schedule):
     """Linear warmup, then inverse square-root decay (T5 style), peak 1 at the end of warmup."""
 
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.warmup(step)
+    def decay(self, step: int) -> float:
         return math.sqrt(max(self.warmup_steps, 1) / (step + 1))
 
 

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import dataclasses
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import gin
 import torch
 
 from engine import analysis, checkpoint, config, distributed, optim
 from engine.callbacks import Callback
+from engine.data import frozen
 from engine.errors import ConfigError
+from engine.files import write_atomically
 from engine.logging import RunLogger
 from engine.task import Task
 from engine.trainer import Settings, Trainer
@@ -25,23 +28,57 @@ _WORKDIR: contextvars.ContextVar[str | None] = contextvars.ContextVar("workdir",
 _DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("dry_run", default=False)
 
 
-class DryRunComplete(Exception):
-    """Raised by `train` under `--print-config` once everything is built and checked."""
-
-    def __init__(self, report: str) -> None:
-        super().__init__(report)
-        self.report = report
-
-
 @dataclasses.dataclass
 class TrainResult:
-    """What a finished `train` hands to the program that called it."""
+    """What `train` hands to the program that called it.
+
+    Under a dry run (`--print-config`) nothing trains: `report` describes the run (sizes, FLOPs,
+    strategy), `model` is the built, untrained model and `step` is 0. A multi-stage program
+    passes such results on through its stages and returns their reports (`staged_report`).
+    """
 
     workdir: str
     step: int
+    steps: int  # the configured train.steps
     metrics: dict[str, dict[str, Any]]
-    model: torch.nn.Module
+    model: torch.nn.Module  # the plain module (strategy.module), not the wrapper
     checkpoint: str | None
+    report: str | None = None
+
+    @property
+    def dry_run(self) -> bool:
+        return self.report is not None
+
+    @property
+    def finished(self) -> bool:
+        """Training reached its configured steps. False when a signal stopped it early (the
+        program returns, and the same command resumes), and under a dry run."""
+        return not self.dry_run and self.step >= self.steps
+
+    def frozen_model(self, *, from_checkpoint: bool = True) -> torch.nn.Module:
+        """A frozen copy of this stage's model for a later stage (a teacher, a decoder), with the
+        weights of its last checkpoint (the path that works under every strategy) or, with
+        `from_checkpoint=False`, those in memory. After a dry run: the untrained model."""
+        model = frozen(copy.deepcopy(self.model))
+        if from_checkpoint and not self.dry_run:
+            if self.checkpoint is None:
+                raise ConfigError(f"stage {self.workdir!r} wrote no checkpoint to take its model from")
+            model.load_state_dict(checkpoint.load_weights(self.checkpoint))
+        return model
+
+
+def staged_report(stages: Mapping[str, TrainResult]) -> str:
+    """A multi-stage program's dry-run report: each stage's report under the stage's name."""
+    return "\n".join(f"# stage {name!r}:\n{result.report}" for name, result in stages.items())
+
+
+def dry_run_text(result: Any) -> str:
+    """What `--print-config` prints: the resolved config once, then the `report` of the result
+    the program returned (every program returns one under a dry run)."""
+    report = getattr(result, "report", None)
+    if not isinstance(report, str):
+        raise TypeError(f"the program returned {type(result).__name__} with no dry-run report")
+    return f"{config.config_text().rstrip()}\n\n{report}"
 
 
 def _build(factory_or_instance: Any, what: str) -> Any:
@@ -78,16 +115,21 @@ def _check_model_on_task(module: torch.nn.Module, task: Task) -> int | None:
     return flops // 2 if flops else None
 
 
-def _describe(module: torch.nn.Module, flops: int | None, settings: Settings, strategy) -> str:
+def _describe(module: torch.nn.Module, task: Task, flops: int | None, settings: Settings, strategy) -> str:
+    """The dry-run report of one `train` call (the config is printed once, by `dry_run_text`)."""
     params = analysis.count_parameters(module)
-    lines = [config.config_text().rstrip(), "",
-             f"# parameters: {params:,} ({analysis.format_count(params)})"]
-    analytic = getattr(module, "flops_per_example", None)
-    if callable(analytic):
-        lines.append(f"# forward FLOPs per example (analytic): {analysis.format_count(analytic())}")
+    lines = [f"# parameters: {params:,} ({analysis.format_count(params)})"]
+    # A model that knows its own closed form (`flops_per_example(batch) -> float | None`, e.g.
+    # T5's) is shown beside the count, so a reader sees how far the paper's formula is off.
+    closed_form = getattr(module, "flops_per_example", None)
+    closed = closed_form(task.example_batch(2)) if callable(closed_form) else None
     if flops:
-        lines.append(f"# forward FLOPs per example (measured): {analysis.format_count(flops)}"
+        beside = f" (closed form: {analysis.format_count(closed)})" if closed else ""
+        lines.append(f"# forward FLOPs per example (measured): {analysis.format_count(flops)}{beside}"
                      f"; training ~3x = {analysis.format_count(3 * flops)}")
+    elif closed:
+        lines.append(f"# forward FLOPs per example (closed form): {analysis.format_count(closed)}"
+                     f"; training ~3x = {analysis.format_count(3 * closed)}")
     lines.append(f"# strategy: {strategy.name}, {strategy.world_size} rank(s), "
                  f"{settings.accumulation_steps(strategy.world_size)} micro-batch(es) per step")
     return "\n".join(lines)
@@ -149,7 +191,8 @@ def train(
                               f"{list(missing)[:5]}, unexpected {list(unexpected)[:5]}")
     flops = _check_model_on_task(module, task)
     if _DRY_RUN.get():
-        raise DryRunComplete(_describe(module, flops, settings, strategy))
+        return TrainResult(workdir=workdir, step=0, steps=steps, metrics={}, model=module, checkpoint=None,
+                           report=_describe(module, task, flops, settings, strategy))
     # Different dropout streams per rank, the same model initialisation on all of them.
     torch.manual_seed(seed * 1_000_003 + strategy.rank + 1)
 
@@ -161,6 +204,9 @@ def train(
     def make_schedule(opt: torch.optim.Optimizer):
         return optim.make_schedule(schedule or optim.Constant(), opt, steps)
 
+    # Read the model's identity before the strategy wraps it: FSDP2's fully_shard swaps the
+    # module's class (TransformerClassifier -> FSDPTransformerClassifier).
+    hparams = _hparams(settings, task, module, strategy)
     strategy.prepare(module, make_optimizer, make_schedule, settings)
     resume_from = checkpoint.latest(workdir)
     start_step = checkpoint.read_meta(resume_from)["step"] if resume_from else 0
@@ -171,24 +217,24 @@ def train(
                       on_first_step=lambda: _write_operative_config(workdir, logger, strategy.is_main))
     try:
         if strategy.is_main:
-            config.write_text(os.path.join(workdir, "config.gin"), config.config_text())
+            write_atomically(os.path.join(workdir, "config.gin"), config.config_text())
             logger.text("config/config.gin", gin.markdown(config.config_text()))
         if resume_from:
             trainer.restore(checkpoint.load(strategy, resume_from))
             logger.info(f"resumed from {resume_from} (step {trainer.step})")
         metrics = trainer.fit()
-        logger.hparams(_hparams(settings, task, module, strategy),
+        logger.hparams(hparams,
                        {f"{split}/{k}": v for split, m in metrics.items() for k, v in m.items()})
     finally:
         logger.close()
-    return TrainResult(workdir=workdir, step=trainer.step, metrics=metrics, model=strategy.module,
+    return TrainResult(workdir=workdir, step=trainer.step, steps=steps, metrics=metrics, model=strategy.module,
                        checkpoint=checkpoint.latest(workdir))
 
 
 def _write_operative_config(workdir: str, logger: RunLogger, is_main: bool) -> None:
     if is_main:
         text = config.operative_text()
-        config.write_text(os.path.join(workdir, "operative_config.gin"), text)
+        write_atomically(os.path.join(workdir, "operative_config.gin"), text)
         logger.text("config/operative_config.gin", gin.markdown(text))
 
 
@@ -206,7 +252,8 @@ def run(*, program: Callable[..., Any] = train) -> Any:
 
 
 def main(workdir: str, *, dry_run: bool = False) -> Any:
-    """Call the configured program with `workdir` as the default run directory."""
+    """Call the configured program with `workdir` as the default run directory; with `dry_run`
+    every `train` call builds and checks its run and returns a report instead of training."""
     token_w = _WORKDIR.set(workdir)
     token_d = _DRY_RUN.set(dry_run)
     try:
@@ -228,3 +275,14 @@ def stage(name: str):
             yield os.path.join(parent, name)
     finally:
         _WORKDIR.reset(token)
+
+
+def configured_steps(scope: str | None = None) -> int:
+    """`train.steps` as gin binds it in `scope` (default: the current scope), macros resolved, for
+    code that judges a run from its folder. References are not resolved in general: that would
+    build the task or model as a side effect."""
+    with gin.config_scope(scope) if scope else contextlib.nullcontext():
+        steps = gin.get_bindings("train", resolve_references=False).get("steps")
+        if isinstance(steps, gin.config.ConfigurableReference) and steps.configurable.name == "macro":
+            steps = steps.scoped_configurable_fn()
+    return int(steps)

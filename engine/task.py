@@ -7,44 +7,28 @@ uninterrupted one would have seen, and `w` ranks together see the batch one rank
 from __future__ import annotations
 
 import abc
-import dataclasses
 from typing import Any, Iterator, Mapping
 
 import torch
 
+from engine.data import Shard, device_of, to_device
+
 Batch = Mapping[str, Any]
 
 
-@dataclasses.dataclass(frozen=True)
-class Shard:
-    """Which part of the global data stream this process reads.
-
-    `batch_size` is the global batch; rank `rank` of `world_size` reads the slice
-    `[rank * local, (rank + 1) * local)` of every global batch. `start` is the index of the
-    first batch to yield (the data cursor of a resumed run).
-    """
-
-    batch_size: int
-    seed: int = 0
-    rank: int = 0
-    world_size: int = 1
-    start: int = 0
-
-    @property
-    def local_batch_size(self) -> int:
-        return self.batch_size // self.world_size
-
-    @property
-    def local_slice(self) -> slice:
-        n = self.local_batch_size
-        return slice(self.rank * n, (self.rank + 1) * n)
-
-    def replace(self, **changes: Any) -> "Shard":
-        return dataclasses.replace(self, **changes)
-
-
 class Task(abc.ABC):
-    """Owns a problem's data, objective and metrics. Subclasses are gin-configurable."""
+    """Owns a problem's data, objective and metrics. Subclasses are gin-configurable.
+
+    The `model` that `loss` and `evaluate` receive is the one the strategy runs, possibly inside
+    a wrapper (DDP, DeepSpeed, fairscale, torch.compile; FSDP2 shards the module in place). Call
+    it through its forward: that call is where DDP arms the all-reduce of the gradients it makes,
+    where FSDP and ZeRO-3 gather the sharded weights, and what compile compiled.
+    `engine.data.unwrap(model)` gives the plain module. A task may use it to read attributes
+    (shapes to check) and, at evaluation time only, to call methods the wrapper's forward hides
+    (`encode_image`, `render_frames`). Never to compute the training loss: gradients made past
+    the forward are not averaged across ranks, so the replicas drift apart, and under FSDP or
+    ZeRO-3 such a call may meet weights that were never gathered.
+    """
 
     #: How many global batches the default `evaluate` averages over.
     eval_batches: int = 8
@@ -67,7 +51,6 @@ class Task(abc.ABC):
         """
         totals: dict[str, torch.Tensor] = {}
         count = 0
-        from engine.data import device_of, to_device
         device = device_of(model)
         batches = self.batches(split, shard.replace(start=0))
         for _, batch in zip(range(self.eval_batches), batches):

@@ -13,11 +13,11 @@ import torch
 
 from engine import checkpoint, distributed
 from engine.callbacks import Callback
-from engine.data import micro_batches, to_device
-from engine.errors import ConfigError
+from engine.data import Shard, micro_batches, to_device
+from engine.errors import ConfigError, require_int, require_number
 from engine.logging import RunLogger
 from engine.preemption import StopRequest
-from engine.task import Shard, Task
+from engine.task import Task
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -47,11 +47,8 @@ class Settings:
     def validate(self, world_size: int) -> None:
         def integer(name: str, minimum: int, allow_none: bool = False) -> None:
             value = getattr(self, name)
-            if value is None and allow_none:
-                return
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"train.{name} must be an integer >= {minimum}, got {value!r}"
-                                  f" ({type(value).__name__})")
+            if not (value is None and allow_none):
+                require_int(value, f"train.{name}", low=minimum, hint="None is also allowed" if allow_none else "")
 
         integer("steps", 1)
         integer("batch_size", 1)
@@ -70,10 +67,8 @@ class Settings:
                               f"per-rank batch {local} (batch_size {self.batch_size} / {world_size} ranks)")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
-        if self.grad_clip is not None and (isinstance(self.grad_clip, bool)
-                                           or not isinstance(self.grad_clip, (int, float))
-                                           or self.grad_clip <= 0):
-            raise ConfigError(f"train.grad_clip must be a positive number or None, got {self.grad_clip!r}")
+        if self.grad_clip is not None:
+            require_number(self.grad_clip, "train.grad_clip", above=0, hint="None turns clipping off")
         if self.nonfinite not in ("stop", "skip"):
             raise ConfigError(f"train.nonfinite must be 'stop' or 'skip', got {self.nonfinite!r}")
         if isinstance(self.eval_splits, str) or not all(isinstance(s, str) for s in self.eval_splits):

@@ -12,13 +12,12 @@ import statistics
 from typing import Any, Iterable, Iterator, Sequence
 
 from engine import config, program
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from engine.config import REPO_ROOT
 
 
 def gin_path(name: str) -> str:
     """A gin file given relative to the repository (or absolute)."""
-    return name if os.path.isabs(name) else os.path.join(REPO, name)
+    return name if os.path.isabs(name) else os.path.join(REPO_ROOT, name)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ The file then starts any run, under any strategy: --bind "train.init_from = 'mod
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
@@ -21,11 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.errors import ConfigError
 
     try:
-        path = args.source
-        if not os.path.isfile(os.path.join(path, checkpoint.META)):
-            path = checkpoint.latest(args.source)
-            if path is None:
-                raise ConfigError(f"no finished checkpoint in {args.source!r}")
+        path = checkpoint.resolve(args.source)
         count = checkpoint.export_safetensors(path, args.out)
     except ConfigError as error:
         print(f"export error: {error}", file=sys.stderr)

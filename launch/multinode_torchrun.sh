@@ -3,7 +3,7 @@
 # ranks are assigned by the rendezvous. Example, on each of 2 nodes with 8 GPUs:
 #
 #   MASTER=node0.example.org:29500 NNODES=2 GPUS=8 \
-#     launch/multinode_torchrun.sh --gin gin/hyperut/hyperut_pvr.gin --gin gin/strategy/fsdp.gin
+#     launch/multinode_torchrun.sh --gin gin/hyperut_pvr.gin --gin gin/strategy/fsdp.gin
 #
 # The run directory (--workdir, default runs/<gin stems>) must be on a filesystem all nodes
 # share: rank 0 writes logs and renames checkpoints into place; every rank reads them on resume.

@@ -1,6 +1,6 @@
 """The command line: parse gin files and bindings, register components, call the program.
 
-    python launch/run.py --gin gin/hyperut/hyperut_pvr.gin [--gin more.gin] [--bind 'train.steps = 200']
+    python launch/run.py --gin gin/hyperut_pvr.gin [--gin more.gin] [--bind 'train.steps = 200']
                          [--workdir runs/x] [--print-config] [--list]
 """
 from __future__ import annotations
@@ -45,11 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("no --gin file given; e.g. --gin gin/hyperut/transformer_pvr.gin")
         config.parse(args.gin, args.bind)
         workdir = args.workdir or default_workdir(args.gin)
-        program.main(workdir, dry_run=args.print_config)
+        result = program.main(workdir, dry_run=args.print_config)
+        if args.print_config:
+            print(program.dry_run_text(result))
         finished = True
-    except program.DryRunComplete as done:
-        print(done.report)
-        return 0
     except ConfigError as error:
         print(f"config error: {config.format_error(error)}", file=sys.stderr)
         return 2

@@ -24,9 +24,7 @@ import statistics
 import sys
 from typing import Any, Sequence
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+from engine.config import GIN_DIR, REPO_ROOT
 
 RECORDS = "records.jsonl"
 
@@ -44,7 +42,6 @@ def parse_axis(text: str) -> tuple[str, list[str]]:
 
 def named_file(key: str, value: str, gin_files: Sequence[str]) -> str | None:
     """The gin file a named macro value selects, if there is one."""
-    from engine.config import GIN_DIR
     folders = [os.path.dirname(os.path.abspath(f)) for f in gin_files] + [os.path.join(GIN_DIR, "scaling"), GIN_DIR]
     for folder in folders:
         candidate = os.path.join(folder, key.lower(), f"{value}.gin")
@@ -106,7 +103,7 @@ class Interrupted(Exception):
 def _check_finished(workdir: str, staged: bool) -> None:
     """Every stage's last logged training step must be its configured `train.steps`."""
     from engine import checkpoint
-    from programs.finetune import configured_steps
+    from engine.program import configured_steps
     stages = [d for d in sorted(os.listdir(workdir)) if os.path.isdir(os.path.join(workdir, d))] if staged else [None]
     for stage in stages:
         folder = os.path.join(workdir, stage) if stage else workdir
@@ -147,7 +144,7 @@ def describe(run: dict, workdir: str) -> dict[str, Any]:
     import torch
 
     from engine import analysis, config
-    from programs.finetune import configured_steps
+    from engine.program import configured_steps
     config.import_packages()
     config.reset()
     config.parse(run["gin"], run["bindings"])
@@ -170,7 +167,7 @@ def describe(run: dict, workdir: str) -> dict[str, Any]:
             if stage != "pretrain" and os.path.isfile(os.path.join(workdir, stage, "metrics.jsonl")):
                 downstream[stage] = _last_eval(os.path.join(workdir, stage)).get("accuracy")
     config.reset()
-    return {"name": run["name"], "axes": run["axes"], "gin": [os.path.relpath(f, REPO) for f in run["gin"]],
+    return {"name": run["name"], "axes": run["axes"], "gin": [os.path.relpath(f, REPO_ROOT) for f in run["gin"]],
             "bindings": run["bindings"], "workdir": workdir, "parameters": parameters,
             "non_embedding_parameters": parameters - (embedding.weight.numel() if embedding is not None else 0),
             "forward_flops_per_example": flops, "train_flops": 3 * flops * steps * batch_size,
@@ -181,7 +178,7 @@ def describe(run: dict, workdir: str) -> dict[str, Any]:
 def torchrun_command(run: dict, workdir: str, nproc: int) -> str:
     args = ["torchrun", "--nproc-per-node", str(nproc), "launch/run.py"]
     for path in run["gin"]:
-        args += ["--gin", os.path.relpath(path, REPO)]
+        args += ["--gin", os.path.relpath(path, REPO_ROOT)]
     for binding in run["bindings"]:
         args += ["--bind", binding]
     return shlex.join(args + ["--workdir", workdir])

@@ -19,7 +19,7 @@ from torch import nn
 
 from engine.errors import ConfigError
 from models.clip import CLIP
-from models.layers.feedforward import ACTIVATIONS as FUNCTIONS
+from models.layers import ACTIVATIONS as FUNCTIONS
 from models.text_transformer import TextTransformer
 from models.vit import ViT
 

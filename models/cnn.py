@@ -11,7 +11,7 @@ import gin
 import torch
 from torch import nn
 
-from models.layers.staged import StagedModel
+from models.layers import StagedModel
 
 
 class _ConvBlock(nn.Module):

@@ -14,9 +14,7 @@ import torch
 from torch import nn
 
 from engine.errors import require
-from models.layers.fourier import FourierFeatures
-from models.layers.perceiver import CrossAttention, PerceiverEncoder
-from models.layers.timestep import TimestepEmbedding
+from models.layers import CrossAttention, FourierFeatures, PerceiverEncoder, TimestepEmbedding
 
 
 def _mlp(d_in: int, d_out: int) -> nn.Sequential:

@@ -15,11 +15,8 @@ import torch
 from torch import nn
 
 from engine.errors import require
-from models.layers.attention.dense import DenseAttention
-from models.layers.attention.multihead import MultiHeadAttention
-from models.layers.feedforward import FeedForward, activation
-from models.layers.generated import GeneratedLinear, pool_weights_held
-from models.layers.router import PoolRouter, Routing, routing_diagnostics
+from models.layers import (DenseAttention, FeedForward, GeneratedLinear, MultiHeadAttention, PoolRouter, Routing,
+                           activation, pool_weights_held, routing_diagnostics)
 from models.universal import UniversalTransformerClassifier, UniversalViT
 
 GENERATED_SUBLAYERS = ("attention", "ffn")

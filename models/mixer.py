@@ -11,9 +11,7 @@ import torch
 from torch import nn
 
 from engine.errors import require
-from models.layers.mixer import MixerBlock
-from models.layers.patches import PatchEmbedding
-from models.layers.staged import StagedModel
+from models.layers import MixerBlock, PatchEmbedding, StagedModel
 
 
 @gin.configurable

@@ -7,8 +7,7 @@ import gin
 import torch
 from torch import nn
 
-from models.layers.feedforward import activation
-from models.layers.staged import StagedModel
+from models.layers import StagedModel, activation
 
 
 class _Dense(nn.Module):

@@ -15,6 +15,7 @@ import gin
 import torch
 from torch import nn
 
+from engine.data import frozen
 from engine.errors import require
 from models.clip import CLIP
 
@@ -35,8 +36,7 @@ class PromptLearner(nn.Module):
         require(context_length >= 1, f"{type(self).__name__}.context_length must be >= 1, got {context_length}")
         self.clip = clip()
         require(isinstance(self.clip, CLIP), f"{type(self).__name__}.clip must build a CLIP, got {type(self.clip).__name__}")
-        self.clip.requires_grad_(False)
-        self.clip.eval()
+        frozen(self.clip)
         self.init = init
         self.context_length = context_length
         width = self.clip.text.d_model

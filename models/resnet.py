@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from engine.errors import require
-from models.layers.staged import StagedModel
-from models.layers.standardized_conv import StdConv2d
+from models.layers import StagedModel, StdConv2d
 
 
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:

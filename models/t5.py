@@ -9,18 +9,17 @@ a mixture-of-softmaxes output.
 """
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 import gin
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.errors import ConfigError, require
-from models.layers.attention.multihead import MultiHeadAttention
-from models.layers.embedding import TokenEmbedding
-from models.layers.mixture_of_softmaxes import MixtureOfSoftmaxes
-from models.layers.positions import sinusoid
-from models.layers.relative_position import RelativePositionBias, causal_bias
-from models.t5_blocks import BlockShape, make_block, rms_norm
+from engine.errors import ConfigError, require, require_int
+from models.layers import (DenseAttention, FeedForward, MixtureOfSoftmaxes, MultiHeadAttention, RelativePositionBias,
+                           TokenEmbedding, causal_bias, sinusoid)
+from models.t5_blocks import BlockShape, T5Block, make_block, rms_norm
 
 SHARING = ("none", "universal", "albert")
 POSITIONS = ("relative", "sinusoidal", "none")
@@ -54,6 +53,36 @@ def split_depth(layers: int, groups: int) -> list[int]:
     return [base + (index < extra) for index in range(groups)]
 
 
+# --- closed forms of T5 v1.0 shapes ---------------------------------------------------------
+# T5 v1.0 ("bi_v1"): tied input/output embedding, ReLU FFN, no biases, RMS-norm scales, one
+# relative-position table (buckets x heads) per stack. These reproduce the published counts
+# (Base 222.9M, XXL 11,307M, ...) to within 0.1%; see tests/models/test_t5.py.
+
+def t5_parameter_count(*, d_model: int, d_ff: int, d_kv: int, num_heads: int, encoder_layers: int,
+                       decoder_layers: int, vocab_size: int = 32128, relative_buckets: int = 32) -> int:
+    inner = num_heads * d_kv
+    encoder = encoder_layers * (4 * d_model * inner + 2 * d_model * d_ff + 2 * d_model) + d_model
+    decoder = decoder_layers * (8 * d_model * inner + 2 * d_model * d_ff + 3 * d_model) + d_model
+    return vocab_size * d_model + encoder + decoder + 2 * relative_buckets * num_heads
+
+
+def t5_flops_per_token(*, d_model: int, d_ff: int, d_kv: int, num_heads: int, encoder_layers: int,
+                       decoder_layers: int, vocab_size: int = 32128, input_length: int = 512,
+                       target_length: int = 114) -> tuple[float, float]:
+    """Forward FLOPs (2 per multiply-add) of one encoder token and of one decoder token."""
+    inner = num_heads * d_kv
+    encoder = encoder_layers * (2 * (4 * d_model * inner + 2 * d_model * d_ff) + 4 * input_length * inner)
+    decoder = (decoder_layers * (2 * (8 * d_model * inner + 2 * d_model * d_ff) + 4 * target_length * inner
+                                 + 4 * input_length * inner) + 2 * d_model * vocab_size)
+    return float(encoder), float(decoder)
+
+
+def t5_forward_flops(*, input_length: int = 512, target_length: int = 114, **shape: int) -> float:
+    """Forward FLOPs of one example: every encoder token plus every decoder token."""
+    encoder, decoder = t5_flops_per_token(input_length=input_length, target_length=target_length, **shape)
+    return input_length * encoder + target_length * decoder
+
+
 @gin.configurable
 class T5(nn.Module):
     """Encoder-decoder over token ids; forward(inputs, targets) -> {'logits', ['aux_loss']}."""
@@ -70,7 +99,7 @@ class T5(nn.Module):
         for name, value in (("d_model", d_model), ("d_ff", d_ff), ("d_kv", d_kv), ("num_heads", num_heads),
                             ("encoder_layers", encoder_layers), ("decoder_layers", decoder_layers),
                             ("moe_every", moe_every), ("max_input_length", max_input_length)):
-            require(isinstance(value, int) and value >= 1, f"T5.{name} must be an integer >= 1, got {value!r}")
+            require_int(value, f"T5.{name}", low=1)
         for name, value, choices in (("share_layers", share_layers, SHARING), ("positions", positions, POSITIONS),
                                      ("output", output, OUTPUTS)):
             require(value in choices, f"T5.{name} must be one of {choices}, got {value!r}")
@@ -85,6 +114,8 @@ class T5(nn.Module):
         self.share_layers = share_layers
         self.positions = positions
         self.encoder_depth, self.decoder_depth = encoder_layers, decoder_layers
+        self.shape_axes = dict(d_model=d_model, d_ff=d_ff, d_kv=d_kv, num_heads=num_heads, vocab_size=vocab_size,
+                               encoder_layers=encoder_layers, decoder_layers=decoder_layers)
         self.funnel_groups = split_depth(encoder_layers, funnel_pools + 1)
         shape = BlockShape(d_model=d_model, d_ff=d_ff, d_kv=d_kv, num_heads=num_heads,
                            max_input_length=max_input_length, ffn_activation=ffn_activation, ffn_gated=ffn_gated)
@@ -126,6 +157,24 @@ class T5(nn.Module):
             for name in ("mixer", "attention", "self_attention"):  # standard and Evolved blocks
                 if isinstance(getattr(block, name, None), MultiHeadAttention):
                     yield getattr(block, name)
+
+    def _closed_form_applies(self) -> bool:
+        """The closed forms count T5 v1.0 only: dense attention and an ungated dense FFN in every
+        block, no Funnel pooling, a plain softmax over an unfactorised embedding."""
+        return (len(self.funnel_groups) == 1 and self.mos is None and self.embedding.project is None
+                and all(isinstance(block, T5Block) and isinstance(block.mixer, MultiHeadAttention)
+                        and isinstance(block.mixer.core, DenseAttention)
+                        and type(block.feedforward) is FeedForward and not block.feedforward.gated
+                        for block in (*self.encoder, *self.decoder)))
+
+    def flops_per_example(self, batch: Mapping[str, Any]) -> float | None:
+        """Closed-form forward FLOPs of one example shaped like `batch` (`--print-config` shows it
+        beside the measured count); None where the closed form does not describe this model."""
+        inputs, targets = batch.get("inputs"), batch.get("targets")
+        if not (isinstance(inputs, torch.Tensor) and isinstance(targets, torch.Tensor)
+                and self._closed_form_applies()):
+            return None
+        return t5_forward_flops(input_length=inputs.shape[-1], target_length=targets.shape[-1], **self.shape_axes)
 
     # --- the two stacks ------------------------------------------------------------------------
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:

@@ -15,13 +15,8 @@ import torch
 from torch import nn
 
 from engine.errors import ConfigError
-from models.layers.attention.dense import DenseAttention
-from models.layers.attention.multihead import MultiHeadAttention
-from models.layers.convolution import DynamicConvolution, LightweightConvolution
-from models.layers.evolved import EvolvedDecoderBlock, EvolvedEncoderBlock
-from models.layers.feedforward import FeedForward
-from models.layers.mixer import TokenMixingMLP
-from models.layers.moe import SwitchFeedForward
+from models.layers import (DenseAttention, DynamicConvolution, EvolvedDecoderBlock, EvolvedEncoderBlock, FeedForward,
+                           LightweightConvolution, MultiHeadAttention, SwitchFeedForward, TokenMixingMLP)
 
 TOKEN_MIXERS = ("attention", "lightconv", "dynamicconv", "mixer")
 FEEDFORWARDS = ("dense", "switch")

@@ -12,9 +12,7 @@ import torch
 from torch import nn
 
 from engine.errors import require
-from models.layers.attention.dense import DenseAttention
-from models.layers.block import TransformerBlock
-from models.layers.positions import LearnedPositions
+from models.layers import DenseAttention, LearnedPositions, TransformerBlock
 
 
 def first_match(tokens: torch.Tensor, value: int) -> torch.Tensor:

@@ -8,10 +8,7 @@ import torch
 from torch import nn
 
 from engine.errors import require
-from models.layers.block import TransformerBlock
-from models.layers.heads import make_head
-from models.layers.pooling import check_pooling, pool
-from models.layers.positions import make_positions
+from models.layers import TransformerBlock, check_pooling, make_head, make_positions, pool
 
 
 @gin.configurable

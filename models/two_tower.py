@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from engine.errors import ConfigError
-from models.layers.heads import make_head
-from models.layers.pooling import pool
+from models.layers import make_head, pool
 from models.transformer import TransformerClassifier
 
 

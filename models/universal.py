@@ -13,11 +13,8 @@ import torch
 from torch import nn
 
 from engine.errors import require
-from models.layers.act import AdaptiveComputationTime, PonderResult
-from models.layers.block import TransformerBlock
-from models.layers.pooling import check_pooling, pool
-from models.layers.positions import make_positions
-from models.layers.recurrent import RecurrentEncoder
+from models.layers import (AdaptiveComputationTime, PonderResult, RecurrentEncoder, TransformerBlock, check_pooling,
+                           make_positions, pool)
 from models.vit import ViT
 
 

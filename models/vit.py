@@ -6,10 +6,7 @@ import torch
 from torch import nn
 
 from engine.errors import require
-from models.layers.block import TransformerBlock
-from models.layers.patches import PatchEmbedding
-from models.layers.pooling import check_pooling, pool
-from models.layers.staged import StagedModel
+from models.layers import PatchEmbedding, StagedModel, TransformerBlock, check_pooling, pool
 
 
 @gin.configurable

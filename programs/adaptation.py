@@ -9,7 +9,6 @@ like any run, and a restarted program skips the rounds that already finished.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
@@ -18,9 +17,10 @@ from typing import Any, Callable, Sequence
 import gin
 import torch
 
-from engine import checkpoint, config, distributed
-from engine.errors import ConfigError, require
-from engine.program import TrainResult, stage, train
+from engine import config, distributed
+from engine.errors import ConfigError, require, require_int
+from engine.files import write_atomically
+from engine.program import TrainResult, stage, staged_report, train
 from engine.task import Task
 from tasks.adaptation.domain_shift import SOURCE, TARGET, DomainShiftTask
 from tasks.adaptation.gift import GiftTask
@@ -46,6 +46,7 @@ class AdaptationResult:
 
     rounds: list[Round]
     final: TrainResult
+    report: str | None = None  # under a dry run, every stage's report (and no rounds)
 
     @property
     def target_accuracy(self) -> list[float]:
@@ -54,17 +55,6 @@ class AdaptationResult:
 
 # A round's task, built from the teacher (the previous stage's model).
 MakeTask = Callable[[torch.nn.Module], Task]
-
-
-def make_teacher(result: TrainResult, teacher_from: str) -> torch.nn.Module:
-    """A frozen copy of a finished stage's model: its weights in memory, or read back from its
-    consolidated checkpoint (the same weights, and the path that works under any strategy)."""
-    teacher = copy.deepcopy(result.model)
-    if teacher_from == "checkpoint":
-        if result.checkpoint is None:
-            raise ConfigError(f"stage {result.workdir!r} wrote no checkpoint to load the teacher from")
-        teacher.load_state_dict(checkpoint.load_weights(result.checkpoint))
-    return teacher
 
 
 def _check_common(domains: Any, teacher_from: str, program: str) -> DomainShiftTask:
@@ -80,8 +70,8 @@ def _check_common(domains: Any, teacher_from: str, program: str) -> DomainShiftT
         eval_every = gin.query_parameter("train.eval_every")
     except ValueError:
         eval_every = 0
-    require(isinstance(eval_every, int) and eval_every > 0,
-            f"{program} reads every stage's accuracy from its final evaluation: bind train.eval_every > 0")
+    require_int(eval_every, "train.eval_every", low=1,
+                hint=f"{program} reads every stage's accuracy from its final evaluation")
     return domains
 
 
@@ -95,12 +85,6 @@ def _configured_model() -> torch.nn.Module | None:
     return model if isinstance(model, torch.nn.Module) else None
 
 
-def _check_rounds(name: str, value: Any) -> int:
-    require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-            f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
 def _accuracy(result: TrainResult, domains: DomainShiftTask, stage_name: str) -> dict[str, float]:
     missing = [d for d in domains.eval_splits if "accuracy" not in result.metrics.get(d, {})]
     if missing:
@@ -111,11 +95,7 @@ def _accuracy(result: TrainResult, domains: DomainShiftTask, stage_name: str) ->
 def _write_summary(parent: str, rounds: Sequence[Round]) -> None:
     if distributed.rank() != 0:
         return
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, SUMMARY_FILE + ".tmp")
-    with open(tmp, "w") as handle:
-        json.dump([dataclasses.asdict(r) for r in rounds], handle, indent=1)
-    os.replace(tmp, os.path.join(parent, SUMMARY_FILE))
+    write_atomically(os.path.join(parent, SUMMARY_FILE), json.dumps([dataclasses.asdict(r) for r in rounds], indent=1))
 
 
 def adapt(domains: DomainShiftTask, plan: Sequence[tuple[str, str, float | None, MakeTask]], *,
@@ -127,15 +107,21 @@ def adapt(domains: DomainShiftTask, plan: Sequence[tuple[str, str, float | None,
         # A shared `source_workdir` lets several programs reuse one trained source model.
         result = train(task=domains, eval_splits=eval_splits, workdir=source_workdir or source_dir)
     parent = os.path.dirname(source_dir)
-    rounds = [Round(SOURCE, SOURCE, None, _accuracy(result, domains, SOURCE))]
-    _write_summary(parent, rounds)
-    for name, domain, lambda_mean, make_task in plan:
-        teacher = make_teacher(result, teacher_from)
-        with stage(name):
-            result = train(task=make_task(teacher), init_from=result.checkpoint, eval_splits=eval_splits)
+    stages, rounds = {SOURCE: result}, []
+    for name, domain, lambda_mean, make_task in [(SOURCE, SOURCE, None, None), *plan]:
+        if make_task is not None:
+            # The teacher: the previous stage's weights as its checkpoint holds them, or in memory.
+            teacher = result.frozen_model(from_checkpoint=teacher_from == "checkpoint")
+            with stage(name):
+                result = stages[name] = train(task=make_task(teacher), init_from=result.checkpoint,
+                                              eval_splits=eval_splits)
+        if result.dry_run:
+            continue  # --print-config: check every stage, record none
+        if not result.finished:
+            break  # stopped by a signal: the same command resumes it
         rounds.append(Round(name, domain, lambda_mean, _accuracy(result, domains, name)))
         _write_summary(parent, rounds)  # after every stage, so a long program shows its progress
-    return AdaptationResult(rounds=rounds, final=result)
+    return AdaptationResult(rounds=rounds, final=result, report=staged_report(stages) if result.dry_run else None)
 
 
 def _self_training_plan(domains: DomainShiftTask, sequence: Sequence[str], repeats: int):
@@ -154,7 +140,7 @@ def self_training(*, domains: Any = gin.REQUIRED, rounds: int = 5, teacher_from:
     fraction, `PseudoLabelTask.drop_fraction`) and a student continuing from it learns them.
     """
     domains = _check_common(domains, teacher_from, "self_training")
-    rounds = _check_rounds("self_training.rounds", rounds)
+    rounds = require_int(rounds, "self_training.rounds", low=1)
     return adapt(domains, _self_training_plan(domains, [TARGET], rounds), teacher_from=teacher_from,
                  source_workdir=source_workdir)
 
@@ -165,7 +151,7 @@ def gradual_self_training(*, domains: Any = gin.REQUIRED, rounds_per_domain: int
     """Source training, then self-training on each real intermediate domain in shift order and
     finally on the target (Kumar et al. 2020): the oracle path GIFT imitates without the data."""
     domains = _check_common(domains, teacher_from, "gradual_self_training")
-    repeats = _check_rounds("gradual_self_training.rounds_per_domain", rounds_per_domain)
+    repeats = require_int(rounds_per_domain, "gradual_self_training.rounds_per_domain", low=1)
     require(len(domains.intermediate_domains) > 0,
             f"gradual_self_training needs real intermediate domains: bind "
             f"{type(domains).__name__}.intermediate_domains >= 1 (or use self_training)")
@@ -180,7 +166,7 @@ def gift(*, domains: Any = gin.REQUIRED, rounds: int = 5, teacher_from: str = "c
     """Source training, then `rounds` GIFT rounds whose interpolation moves towards the target
     (`GiftTask.lambdas`); the mixing itself is configured on `GiftTask`."""
     domains = _check_common(domains, teacher_from, "gift")
-    rounds = _check_rounds("gift.rounds", rounds)
+    rounds = require_int(rounds, "gift.rounds", low=1)
 
     def task_for(k: int) -> MakeTask:
         return lambda teacher: GiftTask(domains, teacher, round_index=k, rounds=rounds)

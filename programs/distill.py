@@ -7,6 +7,7 @@ resumes, logs and checkpoints like any run. The teacher may be of another model 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Callable
 
@@ -15,19 +16,15 @@ import torch
 
 from engine import checkpoint
 from engine.errors import ConfigError
-from engine.program import DryRunComplete, TrainResult, stage, train
+from engine.program import TrainResult, stage, staged_report, train
 from engine.task import Task
 from tasks.common.distillation import Distillation
 
 
 def resolve_weights(path: str) -> str:
     """A checkpoint folder, a run folder (its latest checkpoint) or a weights file."""
-    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, checkpoint.META)):
-        latest = checkpoint.latest(path)
-        if latest is None:
-            raise ConfigError(f"distill.teacher_weights = {path!r} is a folder with no finished checkpoint "
-                              "(give a run folder, a checkpoint folder or a .safetensors export)")
-        return latest
+    if os.path.isdir(path):
+        return checkpoint.resolve(path, name="distill.teacher_weights", hint="a .safetensors export works too")
     if not os.path.exists(path):
         raise ConfigError(f"distill.teacher_weights: no such file or folder {path!r}")
     return path
@@ -58,7 +55,8 @@ def load_teacher(make_teacher: Callable[[], torch.nn.Module], path: str) -> torc
 def distill(*, task: Any = gin.REQUIRED, teacher: Callable[[], torch.nn.Module] = gin.REQUIRED,
             teacher_weights: str | None = None,
             objective: Callable[..., Distillation] = Distillation) -> TrainResult:
-    """Teacher stage, then student stage; returns the student's TrainResult.
+    """Teacher stage, then student stage; returns the student's TrainResult (the teacher's when
+    a signal stopped the teacher: the same command resumes it).
 
     task: the task both models solve (e.g. @DigitsOnCanvas()); the student trains on
         `objective(task=task)` (Distillation: alpha, temperature, scaling are its bindings).
@@ -76,37 +74,17 @@ def distill(*, task: Any = gin.REQUIRED, teacher: Callable[[], torch.nn.Module] 
     with gin.config_scope("student"):
         student_task = objective(task=inner)
     if teacher_weights is None:
-        try:
-            with stage("teacher"):
-                trained = train(task=inner, model=teacher)
-        except DryRunComplete as done:
-            raise DryRunComplete(_describe_both(done.report, teacher, student_task)) from None
+        with stage("teacher"):
+            trained = train(task=inner, model=teacher)
+        if trained.dry_run:  # --print-config: check the student against the untrained teacher
+            student_task.use_teacher(trained.model)
+            with stage("student"):
+                student = train(task=student_task)
+            return dataclasses.replace(student, report=staged_report({"teacher": trained, "student": student}))
+        if not trained.finished:
+            return trained  # stopped by a signal: the same command resumes it
         # Reload from the consolidated checkpoint: a plain module, whatever the strategy was.
         teacher_weights = trained.checkpoint
     student_task.use_teacher(load_teacher(teacher, teacher_weights))
     with stage("student"):
         return train(task=student_task)
-
-
-def _split_report(report: str) -> tuple[str, list[str]]:
-    """A dry-run report -> (the config text, the '# ...' size lines under it)."""
-    lines = report.splitlines()
-    summary: list[str] = []
-    while lines and lines[-1].startswith("# "):
-        summary.insert(0, lines.pop())
-    return "\n".join(lines).rstrip(), summary
-
-
-def _describe_both(teacher_report: str, teacher: Callable[[], torch.nn.Module], student_task: Distillation) -> str:
-    """--print-config: the config once, then each stage's sizes; the student is checked
-    against an untrained teacher of the configured shape."""
-    with gin.config_scope("teacher"):
-        student_task.use_teacher(teacher())
-    try:
-        with stage("student"):
-            train(task=student_task)
-    except DryRunComplete as done:
-        config_text, teacher_sizes = _split_report(teacher_report)
-        _, student_sizes = _split_report(done.report)
-        return "\n".join([config_text, "", "# stage 'teacher':", *teacher_sizes, "# stage 'student':", *student_sizes])
-    raise RuntimeError("the student stage trained during --print-config")

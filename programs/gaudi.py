@@ -12,20 +12,16 @@ checkpoints and resumes like any run; a restarted program resumes the stage it s
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Any
 
 import gin
 import numpy as np
-import torch
 
-from engine import checkpoint
 from engine.errors import ConfigError
-from programs.finetune import configured_steps
-from engine.program import TrainResult, stage, train
+from engine.program import TrainResult, stage, staged_report, train
 from tasks.scenes.latent_prior import LatentPrior
-from tasks.scenes.autodecoding import SPLIT, SceneAutoDecoding, unwrap
+from tasks.scenes.autodecoding import SPLIT, SceneAutoDecoding
 
 AUTODECODER, PRIOR = "autodecoder", "prior"
 
@@ -38,18 +34,12 @@ class GaudiResult:
     prior: TrainResult | None
     latents: np.ndarray | None = None
 
-
-def frozen_decoder(result: TrainResult) -> torch.nn.Module:
-    """The stage-1 model with the weights of its last checkpoint (the path that works under any
-    strategy), in eval mode and without gradients."""
-    if result.checkpoint is None:
-        raise ConfigError(f"stage {AUTODECODER!r} wrote no checkpoint to read the latents from")
-    decoder = copy.deepcopy(unwrap(result.model))
-    decoder.load_state_dict(checkpoint.load_weights(result.checkpoint))
-    if not callable(getattr(decoder, "latents", None)):
-        raise ConfigError(f"the {AUTODECODER} stage's model {type(decoder).__name__} has no latents(): bind "
-                          f"{AUTODECODER}/train.model = @GAUDI()")
-    return decoder.eval().requires_grad_(False)
+    @property
+    def report(self) -> str | None:
+        """Under a dry run, both stages' reports."""
+        if not self.autodecoder.dry_run:
+            return None
+        return staged_report({AUTODECODER: self.autodecoder, PRIOR: self.prior})
 
 
 @gin.configurable
@@ -66,9 +56,12 @@ def gaudi(*, task: Any = gin.REQUIRED, autodecoder_workdir: str | None = None) -
         raise ConfigError(f"gaudi.task must be @SceneAutoDecoding(), got {type(task).__name__}")
     with stage(AUTODECODER) as folder:
         first = train(task=task, eval_splits=[SPLIT], workdir=autodecoder_workdir or folder)
-        if first.step < configured_steps():
-            return GaudiResult(first, None)  # stopped by a signal: the same command resumes it
-    decoder = frozen_decoder(first)
+    if not first.finished and not first.dry_run:
+        return GaudiResult(first, None)  # stopped by a signal: the same command resumes it
+    decoder = first.frozen_model()  # after a dry run, untrained: the prior's stage is still checked
+    if not callable(getattr(decoder, "latents", None)):
+        raise ConfigError(f"the {AUTODECODER} stage's model {type(decoder).__name__} has no latents(): bind "
+                          f"{AUTODECODER}/train.model = @GAUDI()")
     latents = decoder.latents().detach().cpu().numpy()
     with stage(PRIOR):
         prior = train(task=LatentPrior(latents=latents, decoder=decoder, scenes=task.scenes), eval_splits=[SPLIT])

@@ -8,25 +8,31 @@ import sys
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from engine.callbacks import Callback
+from engine.config import REPO_ROOT as REPO
+
 RUN = os.path.join(REPO, "launch", "run.py")
 
+
+
+def tiny_config(name: str) -> list[str]:
+    """The statements of tests/gin/NAME.gin as bindings: tiny shapes live in gin files, and tests
+    pass them as bindings so that their own extra bindings (and torchrun's --bind) land on top."""
+    statements, pending = [], ""
+    with open(os.path.join(REPO, "tests", "gin", f"{name}.gin")) as handle:
+        for line in handle:
+            line = line.split("#", 1)[0].strip() if not pending else line.strip()
+            if not line:
+                continue
+            pending = f"{pending} {line}".strip()
+            if sum(pending.count(o) - pending.count(c) for o, c in ("()", "[]", "{}")) == 0:
+                statements.append(pending)
+                pending = ""
+    return statements
+
+
 # A tiny Transformer on C-PVR: a few milliseconds per step, so engine tests stay fast.
-TINY_PVR = [
-    "TransformerClassifier.d_model = 16",
-    "TransformerClassifier.num_heads = 2",
-    "TransformerClassifier.num_layers = 1",
-    "CPVR.length = 8",
-    "CPVR.train_hops = (1, 3)",
-    "CPVR.eval_hops = (1, 4)",
-    "CPVR.eval_examples_per_level = 16",
-    "LENGTH = 8",
-    "train.batch_size = 8",
-    "train.log_every = 1",
-    "train.eval_every = 0",
-    "train.checkpoint_every = 10",
-    "WarmupCosine.warmup_steps = 5",
-]
+TINY_PVR = tiny_config("tiny_pvr")
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -57,7 +63,7 @@ def losses(workdir: str, split: str = "train") -> dict[int, float]:
 def fit_task(task, model: torch.nn.Module, *, steps: int, lr: float, batch_size: int) -> None:
     """Fit `model` on `task`'s training batches with Adam and a one-cycle schedule, outside the
     engine (for tests of a task and model pair on their own); leaves the model in eval mode."""
-    from engine.task import Shard
+    from engine.data import Shard
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     batches = task.batches("train", Shard(batch_size=batch_size))
@@ -69,3 +75,48 @@ def fit_task(task, model: torch.nn.Module, *, steps: int, lr: float, batch_size:
         optimizer.step()
         schedule.step()
     model.eval()
+
+
+def print_config(workdir: str, bindings: list[str], files: tuple[str, ...]) -> tuple[int, str]:
+    """`launch/run.py --print-config` in this process: (exit code, what it printed)."""
+    import contextlib
+    import io
+
+    from engine import config
+    from launch.run import main as run_main
+    config.reset()
+    args = [a for f in files for a in ("--gin", os.path.join(REPO, f))] + [a for b in bindings for a in ("--bind", b)]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = run_main(args + ["--print-config", "--workdir", workdir])
+    return code, out.getvalue()
+
+
+class SigtermAfterFirstStep(Callback):
+    """Sends this process SIGTERM after the first step, as a preempting cluster would. `train`
+    handles it only in the main thread, where pytest runs tests (else the test is skipped)."""
+
+    def on_start(self, trainer) -> None:
+        import threading
+
+        import pytest
+        if threading.current_thread() is not threading.main_thread():
+            pytest.skip("signal handlers need the main thread")
+
+    def on_step_end(self, trainer, step: int) -> None:
+        import signal
+        if step == 1:
+            signal.raise_signal(signal.SIGTERM)
+
+
+def stop_first_stage(monkeypatch, program_module) -> None:
+    """The first `train` call of `program_module` is stopped by SIGTERM after its first step;
+    later calls run as usual."""
+    from engine import program
+    calls = []
+
+    def train(**kwargs):
+        calls.append(kwargs)
+        return program.train(**kwargs, callbacks=[SigtermAfterFirstStep()] if len(calls) == 1 else [])
+
+    monkeypatch.setattr(program_module, "train", train)

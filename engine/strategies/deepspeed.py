@@ -1,6 +1,6 @@
 """`deepspeed`: DeepSpeed ZeRO stages 1-3 with the config built from gin bindings.
 
-Pitfalls handled here (see ../shared/specs/engine_notes.md): gradient clipping is always set
+Pitfalls handled here (docs/design.md, "Library facts"): gradient clipping is always set
 explicitly (DeepSpeed's default changed to 1.0); the schedule is handed to DeepSpeed as a
 callable so it steps at accumulation boundaries and is saved and resumed; `engine.step()` runs
 after every micro-batch; untested optimizers (anything but torch Adam/AdamW) are allowed by a

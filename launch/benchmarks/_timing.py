@@ -31,7 +31,7 @@ def training_seconds(task, model, batch_size: int, warm: int, steps: int) -> flo
 
     import torch
 
-    from engine.task import Shard
+    from engine.data import Shard
     batches = list(itertools.islice(task.batches("train", Shard(batch_size=batch_size)), warm + steps))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()

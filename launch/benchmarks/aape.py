@@ -16,9 +16,10 @@ import os
 
 import torch
 
+from engine.config import GIN_DIR
 from launch.benchmarks._timing import Stopwatch, interleaved
 
-GIN = os.path.join(os.path.dirname(__file__), "..", "..", "gin", "aape", "clip_towers.gin")
+GIN = os.path.join(GIN_DIR, "aape", "clip_towers.gin")
 
 
 def main(argv: list[str] | None = None) -> int:

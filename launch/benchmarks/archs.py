@@ -17,10 +17,10 @@ import time
 
 import torch
 
+from engine.config import REPO_ROOT
 from launch.benchmarks._timing import interleaved
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ARCH_DIR = os.path.join(REPO, "gin", "scaling", "arch")
+ARCH_DIR = os.path.join(REPO_ROOT, "gin", "scaling", "arch")
 
 
 def architectures() -> list[str]:
@@ -32,7 +32,7 @@ def configure(arch: str, d_model: int, length: int) -> None:
     from engine import config
     config.import_packages()
     config.reset()
-    config.parse([os.path.join(REPO, "gin", "scaling", "t5_span.gin"), os.path.join(ARCH_DIR, f"{arch}.gin")],
+    config.parse([os.path.join(REPO_ROOT, "gin", "scaling", "t5_span.gin"), os.path.join(ARCH_DIR, f"{arch}.gin")],
                  [f"T5.d_model = {d_model}", f"T5.d_ff = {4 * d_model}", "T5.d_kv = 16",
                   f"T5.num_heads = {max(1, round(d_model / 16))}", "T5.encoder_layers = 2", "T5.decoder_layers = 2",
                   f"SpanCorruption.length = {length}", f"T5.max_input_length = {length}"])
@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     from engine.data import to_device
-    from engine.task import Shard
+    from engine.data import Shard
     device = torch.device(args.device)
     built = {}
     for arch in architectures():

@@ -21,9 +21,10 @@ import time
 import torch
 import torch.nn.functional as F
 
+from engine.config import GIN_DIR
 from launch.benchmarks._timing import Stopwatch
 
-GIN_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "gin", "lra", "attention")
+ATTENTION_GIN = os.path.join(GIN_DIR, "lra", "attention")
 # The released text config (spec §2): bytes, 4 layers, width 256, 4 heads, MLP 1024, sinusoidal, CLS.
 TEXT_ENCODER = dict(vocab_size=256, num_classes=2, d_model=256, num_heads=4, num_layers=4, d_ff=1024,
                     dropout=0.1, pooling="cls", positions="sinusoidal")
@@ -68,7 +69,7 @@ def build(name: str, length: int):
         config.parse([], ["MultiHeadAttention.attention = @NaiveSoftmaxAttention", f"SEQ_LEN = {length}"])
     else:
         gin_name = "dense" if name == "sdpa" else name
-        config.parse([os.path.join(GIN_DIR, f"{gin_name}.gin")], [f"SEQ_LEN = {length}"])
+        config.parse([os.path.join(ATTENTION_GIN, f"{gin_name}.gin")], [f"SEQ_LEN = {length}"])
     from models.transformer import TransformerClassifier
     torch.manual_seed(0)
     model = TransformerClassifier(max_len=length, **TEXT_ENCODER).train()

@@ -76,7 +76,7 @@ def build(gin_file: str, task_name: str, student_name: str, teacher_name: str):
 
 def teacher_seconds(objective, batch_size: int, batches: int = 50) -> float:
     """Seconds per batch of the teacher's forward pass (what distillation adds to a step)."""
-    from engine.task import Shard
+    from engine.data import Shard
     stream = objective.batches("train", Shard(batch_size=batch_size))
     data = [next(stream) for _ in range(batches)]
     objective.teacher_logits(data[0])

@@ -14,9 +14,8 @@ import time
 
 import torch
 
+from engine.config import REPO_ROOT
 from launch.benchmarks._timing import interleaved, training_seconds
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def build(gin_file: str):
@@ -46,7 +45,7 @@ def sampling_seconds(task, model, side: int, fields: int) -> float:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gin", default=os.path.join(REPO, "gin", "dpf", "dpf_images.gin"))
+    parser.add_argument("--gin", default=os.path.join(REPO_ROOT, "gin", "dpf", "dpf_images.gin"))
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--warm-steps", type=int, default=3)
     parser.add_argument("--fields", type=int, default=4, help="fields sampled per timing")

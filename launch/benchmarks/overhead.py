@@ -14,15 +14,16 @@ import time
 
 import torch
 
+from engine.config import GIN_DIR
 from engine.task import Task
 from launch.benchmarks._timing import interleaved
 
-GIN = os.path.join(os.path.dirname(__file__), "..", "..", "gin", "hyperut", "transformer_pvr.gin")
+GIN = os.path.join(GIN_DIR, "hyperut", "transformer_pvr.gin")
 
 
 def build(warm_steps: int, steps: int):
     from engine import config
-    from engine.task import Shard
+    from engine.data import Shard
     from tasks.pvr.vector import CPVR
     config.import_packages()
     config.reset()

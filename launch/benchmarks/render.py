@@ -15,9 +15,8 @@ import time
 
 import torch
 
+from engine.config import REPO_ROOT
 from launch.benchmarks._timing import interleaved, training_seconds
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def build(gin_file: str, bindings: list[str]):
@@ -49,7 +48,7 @@ def render_seconds(model, samples: int, rays: int, scenes: int, backward: bool) 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gin", default=os.path.join(REPO, "gin", "gaudi", "gaudi_rooms.gin"))
+    parser.add_argument("--gin", default=os.path.join(REPO_ROOT, "gin", "gaudi", "gaudi_rooms.gin"))
     parser.add_argument("--bind", action="append", default=[])
     parser.add_argument("--samples", default="16,24,32,48,64", help="samples per ray")
     parser.add_argument("--rays", type=int, default=4096, help="rays per scene per timing")

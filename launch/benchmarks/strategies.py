@@ -16,20 +16,22 @@ import subprocess
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from engine.config import REPO_ROOT
+
 STRATEGIES = ["ddp", "fsdp", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3", "fairscale"]
 
 
 def run_job(strategy: str, workdir: str, steps: int, bindings: list[str], nproc: int) -> dict:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
-               os.path.join(REPO, "launch", "run.py"), "--gin", os.path.join(REPO, "gin", "hyperut", "transformer_pvr.gin"),
-               "--gin", os.path.join(REPO, "gin", "strategy", f"{strategy}.gin"), "--workdir", workdir,
+               os.path.join(REPO_ROOT, "launch", "run.py"),
+               "--gin", os.path.join(REPO_ROOT, "gin", "hyperut", "transformer_pvr.gin"),
+               "--gin", os.path.join(REPO_ROOT, "gin", "strategy", f"{strategy}.gin"), "--workdir", workdir,
                "--bind", f"train.steps = {steps}", "--bind", "train.log_every = 1", "--bind", "train.eval_every = 0",
                "--bind", "train.checkpoint_every = 0"]
     for binding in bindings:
         command += ["--bind", binding]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{strategy} failed:\n{done.stderr[-3000:]}")
     with open(os.path.join(workdir, "metrics.jsonl")) as handle:

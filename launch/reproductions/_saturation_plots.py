@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.analysis import SaturationFit
+from launch.reproductions._saturation_fits import SaturationFit
 
 FAMILY_COLOURS = {"vit": "tab:blue", "mixer": "tab:orange", "resnet": "tab:green"}
 SIZE_MARKERS = {"tiny": "o", "small": "s"}

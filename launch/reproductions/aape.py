@@ -20,8 +20,9 @@ import statistics
 import time
 from typing import Any
 
+from engine.config import REPO_ROOT
 from engine.logging import read_metrics
-from launch.experiment import REPO, markdown_table, mean_std, run_config
+from launch.experiment import markdown_table, mean_std, run_config
 
 METHODS = {  # key: (label, gin file, extra bindings)
     "zeroshot": ("zero-shot CLIP", "gin/aape/zeroshot.gin", []),
@@ -125,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run AAPE with lambda = 0, with a(x) added to the class embeddings "
                              "and with a mean aggregator")
     parser.add_argument("--bind", action="append", default=[], help="extra gin binding for the prompt runs")
-    parser.add_argument("--runs", default=os.path.join(REPO, "runs", "aape"))
-    parser.add_argument("--out", default=os.path.join(REPO, "results", "aape"))
+    parser.add_argument("--runs", default=os.path.join(REPO_ROOT, "runs", "aape"))
+    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "results", "aape"))
     args = parser.parse_args(argv)
     shots = [int(k) for k in args.shots.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -16,7 +16,8 @@ import os
 
 import numpy as np
 
-from launch.experiment import REPO, markdown_table
+from engine.config import REPO_ROOT
+from launch.experiment import markdown_table
 from tasks.pvr.vector import cpvr_examples, shortcut_answers
 
 
@@ -30,7 +31,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--examples", type=int, default=4000, help="examples per (length, hops) cell")
     parser.add_argument("--lengths", default="16,24,32,48,64")
     parser.add_argument("--hops", default="1,2,3,4,5,6,7,8")
-    parser.add_argument("--out", default=os.path.join(REPO, "results", "cpvr_shortcuts"))
+    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "results", "cpvr_shortcuts"))
     args = parser.parse_args(argv)
     lengths = [int(v) for v in args.lengths.split(",")]
     hop_counts = [int(v) for v in args.hops.split(",")]

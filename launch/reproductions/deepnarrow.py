@@ -13,7 +13,8 @@ import os
 import time
 
 from engine.analysis import pareto_front
-from launch.experiment import REPO, markdown_table
+from engine.config import REPO_ROOT
+from launch.experiment import markdown_table
 from launch.reproductions._scaling import fmt, load_note, loglog_plot, training_minutes, write
 from launch.sweep import Interrupted, sweep
 
@@ -45,9 +46,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=300, help="pre-training steps")
     parser.add_argument("--finetune-steps", type=int, default=300, help="steps per downstream task")
     parser.add_argument("--out", help="sweep folder (default runs/reproductions/deepnarrow/steps<N>)")
-    parser.add_argument("--results", default=os.path.join(REPO, "results", "deepnarrow"))
+    parser.add_argument("--results", default=os.path.join(REPO_ROOT, "results", "deepnarrow"))
     args = parser.parse_args(argv)
-    out = args.out or os.path.join(REPO, "runs", "reproductions", "deepnarrow",
+    out = args.out or os.path.join(REPO_ROOT, "runs", "reproductions", "deepnarrow",
                                    f"steps{args.steps}-{args.finetune_steps}")
     start, records = time.time(), []
     for name, (size, extra) in SHAPES.items():

@@ -21,7 +21,8 @@ import time
 import numpy as np
 import torch
 
-from launch.experiment import REPO, markdown_table, mean_std, parsed_config, run_config
+from engine.config import REPO_ROOT
+from launch.experiment import markdown_table, mean_std, parsed_config, run_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +63,7 @@ def evaluate(experiment: Experiment, workdir: str, bindings: list[str], seed: in
     from safetensors.torch import load_file
 
     from engine.ema import EMA_FILE
-    from engine.task import Shard
+    from engine.data import Shard
     task, model = build(experiment, bindings)
     model.load_state_dict(load_file(os.path.join(workdir, EMA_FILE)))
     model.eval()
@@ -143,8 +144,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", help="comma-separated domains to run (default: images, shapes3d, sphere)")
     parser.add_argument("--extras", action="store_true", help="also run digits and the eigen-coordinate sphere")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply every run's steps")
-    parser.add_argument("--workdir", default=os.path.join(REPO, "runs", "reproduce_dpf"))
-    parser.add_argument("--out", default=os.path.join(REPO, "results", "dpf"))
+    parser.add_argument("--workdir", default=os.path.join(REPO_ROOT, "runs", "reproduce_dpf"))
+    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "results", "dpf"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--draws", type=int, default=4,
                         help="independent sample sets scored per method (seed, seed + 1, ...); the table "

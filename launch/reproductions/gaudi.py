@@ -19,7 +19,8 @@ import os
 import time
 from typing import Any
 
-from launch.experiment import REPO, markdown_table, run_config
+from engine.config import REPO_ROOT
+from launch.experiment import markdown_table, run_config
 
 # key: (row label, gin file, auto-decoder key, extra bindings)
 PRIORS = {
@@ -96,8 +97,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--ablation", action="store_true", help="also train a beta = 0 auto-decoder and its prior")
     parser.add_argument("--priors", default="unconditional,conditional,conditional_w0")
     parser.add_argument("--bind", action="append", default=[], help="extra gin bindings for every run")
-    parser.add_argument("--root", default=os.path.join(REPO, "runs", "gaudi"))
-    parser.add_argument("--out", default=os.path.join(REPO, "results", "gaudi"))
+    parser.add_argument("--root", default=os.path.join(REPO_ROOT, "runs", "gaudi"))
+    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "results", "gaudi"))
     args = parser.parse_args(argv)
     keys = [k for k in args.priors.split(",") if k] + (["beta0"] if args.ablation else [])
     unknown = [k for k in keys if k not in PRIORS]

@@ -16,7 +16,8 @@ import statistics
 import time
 from typing import Any
 
-from launch.experiment import REPO, markdown_table, mean_std, run_config
+from engine.config import REPO_ROOT
+from launch.experiment import markdown_table, mean_std, run_config
 
 SHIFTS = {  # name: (overlay gin files, description)
     "digits": ([], "digits rotated 0-5 deg -> 30-35 deg, MLP"),
@@ -219,8 +220,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--shifts", default=",".join(SHIFTS), help=f"comma-separated, from {','.join(SHIFTS)}")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {','.join(METHODS)}")
     parser.add_argument("--bind", action="append", default=[], help="extra gin binding for every run")
-    parser.add_argument("--workdir", default=os.path.join(REPO, "runs", "reproduce_gift"))
-    parser.add_argument("--out", default=os.path.join(REPO, "results", "gift"))
+    parser.add_argument("--workdir", default=os.path.join(REPO_ROOT, "runs", "reproduce_gift"))
+    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "results", "gift"))
     parser.add_argument("--replot", action="store_true", help="redraw the plots from OUT/results.json only")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]

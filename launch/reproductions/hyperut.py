@@ -20,7 +20,8 @@ import statistics
 import time
 from typing import Any, Sequence
 
-from launch.experiment import REPO, markdown_table, mean_std, run_config
+from engine.config import REPO_ROOT
+from launch.experiment import markdown_table, mean_std, run_config
 
 CPVR_MODELS = (  # name, run folder, gin files (later files win)
     ("Transformer", "Transformer",
@@ -151,7 +152,7 @@ def save_ponder_map(model: Any, files: Sequence[str], bindings: Sequence[str], p
     import torch
     from matplotlib import pyplot as plt
 
-    from engine.task import Shard
+    from engine.data import Shard
     task = _task_for(files, bindings)
     batch = next(iter(task.batches("eval", Shard(batch_size=64))))
     model.eval()
@@ -177,7 +178,7 @@ def run_images(args: argparse.Namespace, workdir: str) -> list[dict]:
     import torch
 
     from engine.analysis import measured_flops
-    from engine.task import Shard
+    from engine.data import Shard
     runs = []
     for task_name, task_file, task_steps in IMAGE_TASKS:
         if args.image_tasks and task_name.split()[0] not in args.image_tasks.split(","):
@@ -234,8 +235,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--from-logs", action="store_true",
                         help="tables from the finished runs in --workdir (C-PVR: their logged evaluations); trains nothing")
     parser.add_argument("--jobs", type=int, default=1, help="train this many runs at once, one process each")
-    parser.add_argument("--out", default=os.path.join(REPO, "results", "hyperut"))
-    parser.add_argument("--workdir", default=os.path.join(REPO, "runs", "reproduce_hyperut"))
+    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "results", "hyperut"))
+    parser.add_argument("--workdir", default=os.path.join(REPO_ROOT, "runs", "reproduce_hyperut"))
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     torch_threads()

@@ -25,13 +25,14 @@ import numpy as np
 import torch
 
 from engine import config
-from engine.task import Shard
-from launch.experiment import REPO, gin_path, markdown_table, mean_std, run_config
+from engine.config import REPO_ROOT
+from engine.data import Shard
+from launch.experiment import gin_path, markdown_table, mean_std, run_config
 from tasks.images.digits_canvas import DIGIT
 from tasks.images.sources.transforms import place_on_canvas
 from tasks.common.similarity import compare_models
 
-OUT = os.path.join(REPO, "results", "kd")
+OUT = os.path.join(REPO_ROOT, "results", "kd")
 
 #: part -> rows: (name, gin file, teacher (family row, seed offset) or None)
 SETTINGS: dict[str, list[tuple[str, str, tuple[str, int] | None]]] = {

@@ -19,7 +19,8 @@ import time
 import traceback
 from typing import Any
 
-from launch.experiment import REPO, markdown_table, run_config
+from engine.config import REPO_ROOT
+from launch.experiment import markdown_table, run_config
 
 TASKS = {  # task file stem -> the paper's column
     "listops": "ListOps", "text": "Text", "retrieval": "Retrieval", "image": "Image",
@@ -76,7 +77,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tasks", default="listops,pathfinder", help=f"comma-separated, from {sorted(TASKS)}")
     parser.add_argument("--budget", default="small", choices=sorted(BUDGETS))
     parser.add_argument("--attentions", default="", help="comma-separated subset (default: all discovered)")
-    parser.add_argument("--out", default=os.path.join(REPO, "results", "lra"), help="where table.md goes")
+    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "results", "lra"), help="where table.md goes")
     parser.add_argument("--runs", default=None, help="run directories (default: runs/lra-<budget>)")
     parser.add_argument("--cache", default=None, help="cache folder for generated data (default ~/.cache/gintrain)")
     parser.add_argument("--seed", type=int, default=0)
@@ -94,14 +95,14 @@ def _steps_per_second(workdir: str) -> float | None:
 def run_one(task: str, attention: str, args: argparse.Namespace, attention_dir: str) -> dict[str, Any]:
     """Train one (task, attention) pair; returns its accuracies or the error it raised."""
     budget = BUDGETS[args.budget]
-    files = [os.path.join(REPO, "gin", "lra", f"{task}{budget['suffix']}.gin")]
+    files = [os.path.join(REPO_ROOT, "gin", "lra", f"{task}{budget['suffix']}.gin")]
     attention_file = os.path.join(attention_dir, f"{attention}.gin")
     if os.path.isfile(attention_file):
         files.append(attention_file)
     bindings = list(budget["bindings"]) + [f"train.seed = {args.seed}"] + list(args.bind)
     if args.cache:
         bindings += [f"LRAListOps.cache = '{args.cache}'", f"LRAPathfinder.cache = '{args.cache}'"]
-    workdir = os.path.join(args.runs or os.path.join(REPO, "runs", f"lra-{args.budget}"), f"{task}-{attention}")
+    workdir = os.path.join(args.runs or os.path.join(REPO_ROOT, "runs", f"lra-{args.budget}"), f"{task}-{attention}")
     row: dict[str, Any] = {"task": task, "attention": attention, "workdir": workdir}
     started = time.perf_counter()
     try:
@@ -179,7 +180,7 @@ def main(argv: list[str]) -> int:
     if unknown or not tasks:
         print(f"unknown task(s) {unknown}; choose from {sorted(TASKS)}")
         return 2
-    attention_dir = os.path.join(REPO, "gin", "lra", "attention")
+    attention_dir = os.path.join(REPO_ROOT, "gin", "lra", "attention")
     found = discover_attentions(attention_dir)
     attentions = [a.strip() for a in args.attentions.split(",") if a.strip()] or found
     missing = [a for a in attentions if a not in found]

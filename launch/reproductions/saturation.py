@@ -16,9 +16,10 @@ import time
 
 import numpy as np
 
-from engine.analysis import holdout_error, saturation_fit, upper_convex_hull
-from launch.experiment import REPO, markdown_table
+from engine.config import REPO_ROOT
+from launch.experiment import markdown_table
 from launch.reproductions import _saturation_plots as plots
+from launch.reproductions._saturation_fits import holdout_error, saturation_fit, upper_convex_hull
 from launch.reproductions._scaling import fmt, load_note, training_minutes, write
 from launch.sweep import Interrupted, sweep
 
@@ -49,8 +50,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--head-wd", default="3.0",
                         help="raised head weight decays, each run once per model at the largest fraction and steps")
     parser.add_argument("--extra", action="append", default=[], help="binding for every run (tests use it)")
-    parser.add_argument("--out", default=os.path.join(REPO, "runs", "reproductions", "saturation"))
-    parser.add_argument("--results", default=os.path.join(REPO, "results", "saturation"))
+    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "runs", "reproductions", "saturation"))
+    parser.add_argument("--results", default=os.path.join(REPO_ROOT, "results", "saturation"))
     args = parser.parse_args(argv)
     models, fractions, steps = numbers(args.models), numbers(args.fractions), numbers(args.steps)
     largest = [max(fractions, key=float)], [max(steps, key=int)]

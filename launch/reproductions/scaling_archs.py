@@ -15,7 +15,8 @@ import math
 import os
 import time
 
-from launch.experiment import REPO, markdown_table
+from engine.config import REPO_ROOT
+from launch.experiment import markdown_table
 from launch.reproductions._scaling import fit_groups, fmt, load_note, loglog_plot, training_minutes, write
 from launch.sweep import Interrupted, sweep
 from tasks.text.span_corruption import span_counts
@@ -28,7 +29,7 @@ STEPS = 300
 
 def architectures() -> list[str]:
     """Every architecture gin file (a Performer file added later is picked up too)."""
-    folder = os.path.join(REPO, "gin", "scaling", "arch")
+    folder = os.path.join(REPO_ROOT, "gin", "scaling", "arch")
     names = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".gin") and f[:-4] not in OPTIONS)
     return ["vanilla"] + [n for n in names if n != "vanilla"] + list(OPTIONS)
 
@@ -44,9 +45,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--out", help="sweep folder (default runs/reproductions/scaling_archs/steps<N>)")
-    parser.add_argument("--results", default=os.path.join(REPO, "results", "scaling_archs"))
+    parser.add_argument("--results", default=os.path.join(REPO_ROOT, "results", "scaling_archs"))
     args = parser.parse_args(argv)
-    args.out = args.out or os.path.join(REPO, "runs", "reproductions", "scaling_archs", f"steps{args.steps}")
+    args.out = args.out or os.path.join(REPO_ROOT, "runs", "reproductions", "scaling_archs", f"steps{args.steps}")
     start = time.time()
     records = []
     for arch in architectures():

@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from engine.errors import require
-from models.layers.cameras import normalize_quaternion
-from models.layers.fourier import FourierFeatures
+from models.layers import FourierFeatures, normalize_quaternion
 
 
 class SceneDecoder(nn.Module):

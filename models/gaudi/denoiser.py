@@ -9,8 +9,8 @@ import gin
 import torch
 from torch import nn
 
-from engine.errors import require
-from models.layers.timestep import TimestepEmbedding
+from engine.errors import require_int
+from models.layers import TimestepEmbedding
 
 
 class _ResidualBlock(nn.Module):
@@ -35,8 +35,7 @@ class LatentDenoiser(nn.Module):
         super().__init__()
         for name, value, low in (("latent_dim", latent_dim, 1), ("width", width, 2), ("blocks", blocks, 1),
                                  ("num_classes", num_classes, 0)):
-            require(isinstance(value, int) and not isinstance(value, bool) and value >= low,
-                    f"LatentDenoiser.{name} must be an integer >= {low}, got {value!r}")
+            require_int(value, f"LatentDenoiser.{name}", low=low)
         self.latent_dim, self.num_classes = latent_dim, num_classes
         self.embedding = TimestepEmbedding(width, num_classes=num_classes)
         self.input = nn.Linear(latent_dim, width)

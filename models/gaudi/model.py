@@ -13,11 +13,10 @@ import gin
 import torch
 from torch import nn
 
-from engine.errors import require
+from engine.errors import require, require_int
 from models.gaudi.decoders import PoseDecoder, SceneDecoder
 from models.gaudi.radiance_field import RadianceField
-from models.layers import triplane
-from models.layers.cameras import camera_rays, pixel_centres
+from models.layers import camera_rays, pixel_centres, triplane
 
 
 @gin.configurable
@@ -40,8 +39,7 @@ class GAUDI(nn.Module):
         super().__init__()
         for name, value in (("num_scenes", num_scenes), ("scene_dim", scene_dim), ("pose_dim", pose_dim),
                             ("samples_per_ray", samples_per_ray), ("render_chunk", render_chunk)):
-            require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-                    f"GAUDI.{name} must be a positive integer, got {value!r}")
+            require_int(value, f"GAUDI.{name}", low=1)
         require(0 <= near < far, f"GAUDI needs 0 <= near < far, got near={near}, far={far}")
         require(latent_noise >= 0 and latent_scale > 0 and init_std >= 0,
                 f"GAUDI needs latent_noise >= 0, latent_scale > 0, init_std >= 0; got {latent_noise}, "

@@ -9,9 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import triplane
-from models.layers.fourier import FourierFeatures
-from models.layers.volume_rendering import bin_samples, composite, sample_points
+from models.layers import FourierFeatures, bin_samples, composite, sample_points, triplane
 
 
 class RadianceField(nn.Module):

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from engine.errors import require
+from engine.errors import require, require_int
 from models.layers.pooling import pool
 
 HALTING_LEVELS = ("per_token", "per_example")
@@ -57,7 +57,7 @@ class AdaptiveComputationTime(nn.Module):
     def __init__(self, d_model: int, *, max_steps: int, epsilon: float = 0.01, halting_bias_init: float = -1.0,
                  level: str = "per_token", shrink_batch: bool = True, normalize: bool = True) -> None:
         super().__init__()
-        require(isinstance(max_steps, int) and max_steps >= 1, f"ACT max_steps must be an integer >= 1, got {max_steps!r}")
+        require_int(max_steps, "ACT max_steps", low=1)
         require(0.0 < epsilon < 1.0, f"ACT epsilon must be in (0, 1), got {epsilon!r}")
         require(level in HALTING_LEVELS, f"ACT level must be one of {HALTING_LEVELS}, got {level!r}")
         self.max_steps = max_steps

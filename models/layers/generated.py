@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.errors import require
+from engine.errors import require_int
 from models.layers.router import Routing
 
 
@@ -44,8 +44,8 @@ class GeneratedLinear(nn.Module):
 
     def __init__(self, d_in: int, d_out: int, *, d_embed: int, rank: int | None = None, bias: bool = True) -> None:
         super().__init__()
-        require(rank is None or (isinstance(rank, int) and 1 <= rank <= min(d_in, d_out)),
-                f"rank must be None or an integer in 1..{min(d_in, d_out)}, got {rank!r}")
+        if rank is not None:
+            require_int(rank, "rank", low=1, high=min(d_in, d_out), hint="None generates full weights")
         self.d_in, self.d_out, self.rank = d_in, d_out, rank
         scale = 1.0 / math.sqrt(d_in)
         if rank is None:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.errors import require
+from engine.errors import require, require_int
 from models.layers.act import AdaptiveComputationTime, PonderResult, fixed_depth
 from models.layers.positions import sinusoid
 
@@ -35,7 +35,7 @@ class RecurrentEncoder(nn.Module):
     def __init__(self, block: nn.Module, d_model: int, *, max_steps: int,
                  act: AdaptiveComputationTime | None = None, coordinates: bool = True) -> None:
         super().__init__()
-        require(isinstance(max_steps, int) and max_steps >= 1, f"max_steps must be an integer >= 1, got {max_steps!r}")
+        require_int(max_steps, "max_steps", low=1)
         require(act is None or act.max_steps == max_steps, "the ACT module's max_steps must match the encoder's")
         self.block = block
         self.d_model = d_model

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from engine.errors import require
+from engine.errors import require, require_int
 from models.layers.pooling import pool
 
 ROUTINGS = ("per_example", "per_token")
@@ -47,8 +47,8 @@ class PoolRouter(nn.Module):
 
     def __init__(self, d_model: int, *, pool_size: int, d_embed: int, routing: str = "per_example") -> None:
         super().__init__()
-        require(isinstance(pool_size, int) and pool_size >= 1, f"pool_size must be an integer >= 1, got {pool_size!r}")
-        require(isinstance(d_embed, int) and d_embed >= 1, f"d_embed must be an integer >= 1, got {d_embed!r}")
+        require_int(pool_size, "pool_size", low=1)
+        require_int(d_embed, "d_embed", low=1)
         require(routing in ROUTINGS, f"routing must be one of {ROUTINGS}, got {routing!r}")
         self.routing = routing
         self.pool = nn.Parameter(torch.randn(pool_size, d_embed))

@@ -7,12 +7,12 @@ interpolates the shift parameters (rotation angles, colour, scale, blur) along i
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import gin
 import numpy as np
 
-from engine.errors import ConfigError, require
+from engine.errors import require, require_int, require_interval
 from tasks.common.arrays import ArrayClassificationTask
 from tasks.images.sources import shapes
 from tasks.images.sources.digits import digits
@@ -34,21 +34,6 @@ def domain_positions(intermediate_domains: int) -> list[float]:
 
 def interpolate(source: Sequence[float], target: Sequence[float], position: float) -> np.ndarray:
     return (1 - position) * np.asarray(source, dtype=np.float64) + position * np.asarray(target, dtype=np.float64)
-
-
-def _check_pair(name: str, value: Any) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a (low, high) pair of numbers, got {value!r}") from None
-    require(lo <= hi, f"{name} = {value!r} must have low <= high")
-    return lo, hi
-
-
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    require(isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-            f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 class DomainShiftTask(ArrayClassificationTask):
@@ -110,12 +95,12 @@ class RotatedDigits(DomainShiftTask):
                  pool_size: int = 450, intermediate_pool_size: int = 89, image_size: int = 16,
                  train_domain: str = SOURCE, data_seed: int = 0) -> None:
         super().__init__(train_domain=train_domain)
-        source = _check_pair("RotatedDigits.source_angles", source_angles)
-        target = _check_pair("RotatedDigits.target_angles", target_angles)
-        count = _check_count("RotatedDigits.intermediate_domains", intermediate_domains, 0)
-        _check_count("RotatedDigits.pool_size", pool_size, 1)
-        _check_count("RotatedDigits.intermediate_pool_size", intermediate_pool_size, 1)
-        _check_count("RotatedDigits.image_size", image_size, 8)
+        source = require_interval(source_angles, "RotatedDigits.source_angles", integer=False)
+        target = require_interval(target_angles, "RotatedDigits.target_angles", integer=False)
+        count = require_int(intermediate_domains, "RotatedDigits.intermediate_domains", low=0)
+        require_int(pool_size, "RotatedDigits.pool_size", low=1)
+        require_int(intermediate_pool_size, "RotatedDigits.intermediate_pool_size", low=1)
+        require_int(image_size, "RotatedDigits.image_size", low=8)
         train_images, train_labels = digits("train", size=image_size)
         test_images, test_labels = digits("test", size=image_size)
         sizes = [pool_size, *[intermediate_pool_size] * count, pool_size]
@@ -159,12 +144,12 @@ class RotatedMoons(DomainShiftTask):
                  noise: float = 0.1, train_domain: str = SOURCE, data_seed: int = 0) -> None:
         super().__init__(train_domain=train_domain)
         from sklearn.datasets import make_moons
-        source = _check_pair("RotatedMoons.source_angles", source_angles)
-        target = _check_pair("RotatedMoons.target_angles", target_angles)
-        count = _check_count("RotatedMoons.intermediate_domains", intermediate_domains, 0)
+        source = require_interval(source_angles, "RotatedMoons.source_angles", integer=False)
+        target = require_interval(target_angles, "RotatedMoons.target_angles", integer=False)
+        count = require_int(intermediate_domains, "RotatedMoons.intermediate_domains", low=0)
         for name, value in (("pool_size", pool_size), ("intermediate_pool_size", intermediate_pool_size),
                             ("test_size", test_size)):
-            _check_count(f"RotatedMoons.{name}", value, 2)
+            require_int(value, f"RotatedMoons.{name}", low=2)
         require(noise >= 0, f"RotatedMoons.noise must be >= 0, got {noise!r}")
         names = domain_names(count)
         rng = np.random.default_rng(data_seed)
@@ -204,18 +189,18 @@ class ShiftedShapes(DomainShiftTask):
                  pool_size: int = 600, intermediate_pool_size: int = 600, test_size: int = 600,
                  train_domain: str = SOURCE, data_seed: int = 0) -> None:
         super().__init__(train_domain=train_domain)
-        source = _check_pair("ShiftedShapes.source_scale", source_scale)
-        target = _check_pair("ShiftedShapes.target_scale", target_scale)
+        source = require_interval(source_scale, "ShiftedShapes.source_scale", integer=False)
+        target = require_interval(target_scale, "ShiftedShapes.target_scale", integer=False)
         require(0 < min(source + target) and max(source + target) <= 0.5,
                 "ShiftedShapes scales are half-sizes as fractions of the width: keep them in (0, 0.5]")
         require(min(source_blur, target_blur) >= 0, "ShiftedShapes blurs are Gaussian sigmas in pixels: >= 0")
         require(len(source_color_shift) == 3 and len(target_color_shift) == 3,
                 "ShiftedShapes colour shifts are (red, green, blue) offsets")
-        _check_count("ShiftedShapes.image_size", image_size, 8)
-        count = _check_count("ShiftedShapes.intermediate_domains", intermediate_domains, 0)
+        require_int(image_size, "ShiftedShapes.image_size", low=8)
+        count = require_int(intermediate_domains, "ShiftedShapes.intermediate_domains", low=0)
         for name, value in (("pool_size", pool_size), ("intermediate_pool_size", intermediate_pool_size),
                             ("test_size", test_size)):
-            _check_count(f"ShiftedShapes.{name}", value, 1)
+            require_int(value, f"ShiftedShapes.{name}", low=1)
         rng = np.random.default_rng(data_seed)
         pools, tests = {}, {}
         for name, position in zip(domain_names(count), domain_positions(count)):

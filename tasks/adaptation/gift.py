@@ -14,13 +14,13 @@ import gin
 import numpy as np
 import torch
 
-from engine.data import batch_rng
+from engine.data import Shard, batch_rng, frozen, unwrap
 from engine.errors import ConfigError, require
-from engine.task import Shard, Task
+from engine.task import Task
 from tasks.common.arrays import shuffled_batches
 from tasks.common.classification import classification_loss
 from tasks.adaptation.domain_shift import SOURCE, TARGET, DomainShiftTask
-from tasks.adaptation.pseudo_labels import (check_confidence_settings, confidence_of, freeze, keep_confident,
+from tasks.adaptation.pseudo_labels import (check_confidence_settings, confidence_of, keep_confident,
                                  masked_cross_entropy, teacher_labels)
 
 MIXED_LABELS = ("pair", "teacher")
@@ -129,7 +129,7 @@ class GiftTask(Task):
                 "and not both 0")
         require(0 <= round_index < rounds, f"GiftTask round {round_index} is outside 0..{rounds - 1}")
         self.domains = domains
-        self.teacher = freeze(teacher)
+        self.teacher = frozen(teacher)
         self.source = domains.labelled_pool(SOURCE)
         self.target = domains.unlabelled_pool(TARGET)
         self.round_index, self.rounds = round_index, rounds
@@ -161,7 +161,7 @@ class GiftTask(Task):
 
     def check_model(self, model: torch.nn.Module) -> None:
         """Raise a ConfigError unless `model` exposes hidden states at every mixing layer."""
-        if not hasattr(model, "hidden") and hasattr(getattr(model, "module", None), "hidden"):
+        if not hasattr(model, "hidden") and hasattr(unwrap(model), "hidden"):
             raise ConfigError("GIFT calls the model's hidden() and resume() directly, which a distributed "
                               "wrapper (DDP, FSDP) does not synchronise: run GIFT with the single strategy")
         if not (hasattr(model, "hidden") and hasattr(model, "resume") and hasattr(model, "num_stages")):

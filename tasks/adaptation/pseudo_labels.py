@@ -13,9 +13,9 @@ import gin
 import torch
 import torch.nn.functional as F
 
-from engine.data import follow
-from engine.errors import require
-from engine.task import Shard, Task
+from engine.data import Shard, follow, frozen
+from engine.errors import require, require_number
+from engine.task import Task
 from tasks.common.arrays import shuffled_batches
 from tasks.common.classification import logits_of
 from tasks.adaptation.domain_shift import DomainShiftTask
@@ -24,8 +24,7 @@ CONFIDENCES = ("max_prob", "logit_range")
 
 
 def check_confidence_settings(drop_fraction: float, confidence: str, owner: str) -> None:
-    require(isinstance(drop_fraction, (int, float)) and not isinstance(drop_fraction, bool)
-            and 0 <= drop_fraction < 1, f"{owner}.drop_fraction must be in [0, 1), got {drop_fraction!r}")
+    require_number(drop_fraction, f"{owner}.drop_fraction", low=0, below=1)
     require(confidence in CONFIDENCES, f"{owner}.confidence must be one of {CONFIDENCES}, got {confidence!r}")
 
 
@@ -66,12 +65,6 @@ def teacher_labels(teacher: torch.nn.Module, inputs: torch.Tensor, drop_fraction
     return logits.argmax(-1), keep_confident(scores, drop_fraction), scores
 
 
-def freeze(teacher: torch.nn.Module) -> torch.nn.Module:
-    teacher.eval()
-    teacher.requires_grad_(False)
-    return teacher
-
-
 @gin.configurable
 class PseudoLabelTask(Task):
     """Train on `domain`'s unlabelled pool with a frozen teacher's confident hard labels.
@@ -85,7 +78,7 @@ class PseudoLabelTask(Task):
         check_confidence_settings(drop_fraction, confidence, "PseudoLabelTask")
         self.pool = domains.unlabelled_pool(domain)
         self.domains, self.domain = domains, domain
-        self.teacher = freeze(teacher)
+        self.teacher = frozen(teacher)
         self.drop_fraction, self.confidence = drop_fraction, confidence
 
     def batches(self, split: str, shard: Shard):

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.data import batch_rng, device_of, take_slice, to_device, to_tensors
+from engine.data import Shard, batch_rng, device_of, take_slice, to_device, to_tensors
 from engine.metrics import Ratio
-from engine.task import Shard, Task
+from engine.task import Task
 from tasks.common.classification import classification_loss, logits_of
 
 

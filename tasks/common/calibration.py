@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from engine.data import to_device
-from engine.errors import require
+from engine.errors import require_int
 from engine.metrics import Ratio
 from tasks.common.classification import logits_of
 
@@ -44,8 +44,7 @@ def ece(logits: torch.Tensor, labels: torch.Tensor, bins: int = 10) -> float:
 def evaluate_calibration(forward: Callable[[Mapping[str, Any]], Any], batches: Iterable[Mapping[str, Any]],
                          device: torch.device, *, bins: int = 10, label_key: str = "label") -> dict[str, Ratio]:
     """{'ece': Ratio} of `forward`'s predictions over all of `batches`."""
-    require(isinstance(bins, int) and not isinstance(bins, bool) and bins >= 1,
-            f"calibration_bins must be an integer >= 1, got {bins!r}")
+    require_int(bins, "calibration_bins", low=1)
     totals = {name: np.zeros(bins) for name in ("count", "correct", "confidence")}
     for batch in batches:
         if len(batch[label_key]) == 0:

@@ -13,9 +13,9 @@ import gin
 import torch
 
 from engine import summaries
-from engine.data import device_of, follow
-from engine.errors import ConfigError, require
-from engine.task import Shard, Task
+from engine.data import Shard, device_of, follow, frozen
+from engine.errors import ConfigError, require, require_int, require_number
+from engine.task import Task
 from tasks.common import similarity
 from tasks.common.classification import aux_loss_of, logits_of
 from tasks.common.recording import CallRecorder
@@ -28,10 +28,8 @@ SCALINGS = {"t_squared": lambda t: t * t, "inverse_t_squared": lambda t: 1.0 / (
 
 def check_distillation(alpha: float, temperature: float, scaling: str) -> None:
     """ConfigError unless 0 <= alpha <= 1, T > 0 and the scaling is known."""
-    require(isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and 0.0 <= alpha <= 1.0,
-            f"Distillation.alpha must be a number in [0, 1] (the weight of the KD term), got {alpha!r}")
-    require(isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and temperature > 0,
-            f"Distillation.temperature must be a positive number, got {temperature!r}")
+    require_number(alpha, "Distillation.alpha", low=0, high=1, hint="it is the weight of the KD term")
+    require_number(temperature, "Distillation.temperature", above=0)
     require(scaling in SCALINGS, f"Distillation.scaling must be one of {sorted(SCALINGS)}, got {scaling!r}")
 
 
@@ -67,8 +65,7 @@ class Distillation(Task):
                  compare_batches: int = 8) -> None:
         check_distillation(alpha, temperature, scaling)
         require(isinstance(task, Task), f"Distillation.task must be a Task, got {type(task).__name__}")
-        require(isinstance(compare_batches, int) and compare_batches >= 0,
-                f"Distillation.compare_batches must be an integer >= 0, got {compare_batches!r}")
+        require_int(compare_batches, "Distillation.compare_batches", low=0)
         self.task = task
         self.alpha = float(alpha)
         self.temperature = float(temperature)
@@ -83,8 +80,7 @@ class Distillation(Task):
     def use_teacher(self, teacher: torch.nn.Module) -> None:
         """Freeze `teacher` and distil from it (the program sets it once the teacher exists)."""
         require(isinstance(teacher, torch.nn.Module), f"the teacher must be an nn.Module, got {type(teacher).__name__}")
-        teacher.requires_grad_(False)
-        self.teacher = teacher.eval()
+        self.teacher = frozen(teacher)
 
     def _teacher_on(self, device: torch.device) -> torch.nn.Module:
         if self.teacher is None:

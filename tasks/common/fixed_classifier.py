@@ -1,7 +1,7 @@
 """Training of the small fixed classifiers that generative metrics measure in (KID, precision and
 recall, class balance): stand-ins for Inception on synthetic data.
 
-The task owns such a network (DESIGN.md): it is trained here once, deterministically, under its
+The task owns such a network (docs/design.md): it is trained here once, deterministically, under its
 own seeded RNG (the caller's random streams are untouched), with gradients and full precision
 even when called from inside an evaluation, and it is frozen afterwards.
 """
@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.data import frozen
 from tasks.common.classification import logits_of
 
 
@@ -38,5 +39,4 @@ def train_fixed_classifier(build: Callable[[], nn.Module], inputs: torch.Tensor,
             optimizer.step()
             if schedule is not None:
                 schedule.step()
-    network.requires_grad_(False)
-    return network
+    return frozen(network)

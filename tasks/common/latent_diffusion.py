@@ -11,12 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.data import device_of, generated_batches
+from engine.data import Shard, device_of, generated_batches, unwrap
 from engine.errors import ConfigError, require
-from engine.task import Shard, Task
+from engine.task import Task
 from tasks.common.diffusion import DDIMSampler, GaussianDiffusion, Sampler, classifier_free_guidance, drop_condition
 from tasks.common.gaussian_baseline import fitted_gaussian_draws
-from tasks.common.recording import unwrap
 
 SPLIT = "train"
 

@@ -15,21 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from engine import summaries
-from engine.data import device_of, to_device
-from engine.errors import ConfigError
+from engine.data import Shard, device_of, to_device
 from engine.metrics import Ratio
-from engine.task import Shard, Task
+from engine.task import Task
 from tasks.common.classification import classification_loss, logits_of
-
-
-def check_range(name: str, levels: tuple[int, int], lowest: int, highest: int) -> tuple[int, int]:
-    try:
-        lo, hi = (int(v) for v in levels)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a (low, high) pair, got {levels!r}") from None
-    if not lowest <= lo <= hi <= highest:
-        raise ConfigError(f"{name} = ({lo}, {hi}) must satisfy {lowest} <= low <= high <= {highest}")
-    return lo, hi
 
 
 def balanced_levels(levels: tuple[int, int], size: int, index: int) -> np.ndarray:

@@ -43,9 +43,3 @@ class CallRecorder:
             raise ConfigError(f"{who} needs a task whose loss calls the model exactly once per batch; "
                               f"this one called it {len(self.calls)} times")
         return self.calls[0]
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module under a DDP-style wrapper (which keeps it as `.module`)."""
-    inner = getattr(model, "module", None)
-    return inner if isinstance(inner, torch.nn.Module) else model

@@ -14,12 +14,12 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import torch
 
-from engine.data import device_of, to_device
+from engine.data import Shard, device_of, to_device, unwrap
 from engine.errors import ConfigError
 from engine.metrics import Ratio
-from engine.task import Shard, Task
+from engine.task import Task
 from tasks.common.classification import logits_of
-from tasks.common.recording import CallRecorder, unwrap
+from tasks.common.recording import CallRecorder
 
 _LAYER = re.compile(r"^layer_(\d+)$")
 

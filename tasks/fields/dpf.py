@@ -17,20 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from engine import summaries
-from engine.data import batch_rng, device_of, generated_batches
-from engine.errors import ConfigError, require
-from engine.task import Shard, Task
+from engine.data import Shard, batch_rng, device_of, generated_batches
+from engine.errors import require, require_int
+from engine.task import Task
 from tasks.common.diffusion import DDIMSampler, GaussianDiffusion, Sampler, classifier_free_guidance, drop_condition
 from tasks.common import generative_metrics as gm
 from tasks.fields.features import train_feature_net
 from tasks.fields.sources.base import FieldSource
 from tasks.common.gaussian_baseline import fitted_gaussian_draws
-
-
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    require(isinstance(value, int) and not isinstance(value, bool) and value >= minimum,
-            f"FieldDiffusion.{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 @gin.configurable
@@ -58,25 +52,26 @@ class FieldDiffusion(Task):
         self.sampler = sampler or DDIMSampler()
         points = len(source.coordinates(source.train_resolution))
         for name, value in (("context_points", context_points), ("query_points", query_points)):
-            _positive_int(name, value)
+            require_int(value, f"FieldDiffusion.{name}", low=1)
             require(value <= points, f"FieldDiffusion.{name} = {value} exceeds the {points} points of a "
                     f"training field ({type(source).__name__} at resolution {source.train_resolution})")
         self.context_points, self.query_points = context_points, query_points
-        self.sample_context_points = _positive_int("sample_context_points", sample_context_points or context_points)
-        self.eval_batches = _positive_int("eval_batches", eval_batches, 0)
-        self.eval_samples = _positive_int("eval_samples", eval_samples, 0)
+        self.sample_context_points = require_int(sample_context_points or context_points,
+                                                 "FieldDiffusion.sample_context_points", low=1)
+        self.eval_batches = require_int(eval_batches, "FieldDiffusion.eval_batches", low=0)
+        self.eval_samples = require_int(eval_samples, "FieldDiffusion.eval_samples", low=0)
         require(self.eval_samples == 0 or self.eval_samples >= 8,
                 f"FieldDiffusion.eval_samples must be 0 (no sampling) or >= 8 for the metrics, got {eval_samples}")
         self.eval_resolutions = tuple(source.check_resolution(r) for r in
                                       (eval_resolutions or source.default_eval_resolutions()))
-        self.grid_fields = _positive_int("grid_fields", grid_fields, 0)
-        self.sample_batch = _positive_int("sample_batch", sample_batch)
-        self.query_chunk = _positive_int("query_chunk", query_chunk)
+        self.grid_fields = require_int(grid_fields, "FieldDiffusion.grid_fields", low=0)
+        self.sample_batch = require_int(sample_batch, "FieldDiffusion.sample_batch", low=1)
+        self.query_chunk = require_int(query_chunk, "FieldDiffusion.query_chunk", low=1)
         require(0.0 <= condition_dropout <= 1.0, f"FieldDiffusion.condition_dropout must be in [0, 1], "
                 f"got {condition_dropout!r}")
         require(conditional or guidance_scale == 0, "FieldDiffusion.guidance_scale needs conditional = True")
         self.conditional, self.condition_dropout, self.guidance_scale = conditional, condition_dropout, guidance_scale
-        self.feature_steps = _positive_int("feature_steps", feature_steps)
+        self.feature_steps = require_int(feature_steps, "FieldDiffusion.feature_steps", low=1)
 
     # --- data ---------------------------------------------------------------------------------
     def coordinates(self, resolution: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """A small classifier trained once on a field source's training pool, whose penultimate layer is
 the feature space for KID and precision/recall (a stand-in for Inception on synthetic data).
 
-The task owns this fixed network (DESIGN.md): it is trained deterministically on first use,
+The task owns this fixed network (docs/design.md): it is trained deterministically on first use,
 cached per source, and never updated by the run being evaluated.
 """
 from __future__ import annotations

@@ -16,9 +16,8 @@ from typing import Any, Iterator
 import gin
 import numpy as np
 
-from engine.data import batch_rng, device_of, generated_batches
-from engine.errors import require
-from engine.task import Shard
+from engine.data import Shard, batch_rng, device_of, generated_batches
+from engine.errors import require, require_int
 from tasks.common.arrays import ArrayClassificationTask, epoch_indices, ordered_batches
 from tasks.common.calibration import evaluate_calibration
 from tasks.images.sources.digits import digits
@@ -41,13 +40,11 @@ class DigitsOnCanvas(ArrayClassificationTask):
                  scale_range: tuple[float, float] = (1.2, 1.4), calibration_bins: int = 10,
                  split_seed: int = 0) -> None:
         super().__init__()
-        require(isinstance(canvas, int) and canvas >= DIGIT, f"DigitsOnCanvas.canvas must be an integer >= {DIGIT}, "
-                f"got {canvas!r}")
+        require_int(canvas, "DigitsOnCanvas.canvas", low=DIGIT)
         room = (canvas - DIGIT) // 2
         for name, value in (("train_shift", train_shift), ("max_shift", max_shift)):
-            require(isinstance(value, int) and 0 <= value <= room,
-                    f"DigitsOnCanvas.{name} = {value!r} must be an integer in [0, {room}] so the digit "
-                    f"stays on the {canvas}x{canvas} canvas")
+            require_int(value, f"DigitsOnCanvas.{name}", low=0, high=room,
+                        hint=f"so the digit stays on the {canvas}x{canvas} canvas")
         try:
             low, high = (float(v) for v in scale_range)
         except (TypeError, ValueError):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from engine import summaries
-from engine.errors import ConfigError
+from engine.errors import ConfigError, require_int
 from tasks.common.arrays import ArrayClassificationTask
 from tasks.common.cache import cache_root
 
@@ -163,7 +163,5 @@ class ByteSequenceTask(SequenceTask):
 
     def __init__(self, max_length: int) -> None:
         super().__init__()
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-            raise ConfigError(f"{type(self).__name__}.max_length must be a positive integer, got {max_length!r}")
-        self.max_length = max_length
+        self.max_length = require_int(max_length, f"{type(self).__name__}.max_length", low=1)
 

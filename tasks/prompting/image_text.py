@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.data import device_of, generated_batches
+from engine.data import device_of, generated_batches, unwrap
 from engine.errors import require
 from engine.task import Task
 from tasks.images.sources.digits import digits
@@ -185,13 +185,6 @@ class ImageTextPairs(Task):
 
     def tokens(self, batch):
         return int(batch["tokens"].numel())
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DDP / compile wrapper (their forward hides `encode_*`)."""
-    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
-        model = getattr(model, "module", None) or getattr(model, "_orig_mod")
-    return model
 
 
 def encode(model: torch.nn.Module, method: str, inputs: torch.Tensor, chunk: int = 256) -> torch.Tensor:

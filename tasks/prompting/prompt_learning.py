@@ -16,11 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.data import device_of
+from engine.data import device_of, unwrap
 from engine.errors import require
 from engine.task import Task
 from tasks.common.arrays import shuffled_batches
-from tasks.prompting.image_text import ImageTextPairs, encode, recall_at_k, render_objects, unwrap
+from tasks.prompting.image_text import ImageTextPairs, encode, recall_at_k, render_objects
 from tasks.images.sources.shapes import COLOR_NAMES, SHAPES, TEXTURES
 from tasks.prompting.shape_language import class_descriptions, class_name, vocabulary
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from engine.data import generated_batches
-from engine.errors import ConfigError
-from tasks.common.levels import LeveledClassificationTask, balanced_levels, check_range
+from engine.errors import ConfigError, require_int, require_interval
+from tasks.common.levels import LeveledClassificationTask, balanced_levels
 
 # --- C-PVR ---------------------------------------------------------------------------------
 
@@ -92,12 +92,10 @@ class CPVR(LeveledClassificationTask):
         from train_hops[0] up to train_hops[0] + i // curriculum_batches (capped)."""
         if length < 2:
             raise ConfigError(f"CPVR.length must be >= 2, got {length}")
-        if not isinstance(curriculum_batches, int) or curriculum_batches < 0:
-            raise ConfigError(f"CPVR.curriculum_batches must be an integer >= 0, got {curriculum_batches!r}")
-        self.curriculum_batches = curriculum_batches
+        self.curriculum_batches = require_int(curriculum_batches, "CPVR.curriculum_batches", low=0)
         self.length = length
-        self.train_levels = check_range("CPVR.train_hops", train_hops, 1, length - 1)
-        self.eval_levels = check_range("CPVR.eval_hops", eval_hops, 1, length - 1)
+        self.train_levels = require_interval(train_hops, "CPVR.train_hops", low=1, high=length - 1)
+        self.eval_levels = require_interval(eval_hops, "CPVR.eval_hops", low=1, high=length - 1)
         self.eval_examples_per_level = eval_examples_per_level
         self.vocab_size = length
         self.num_classes = length
@@ -201,8 +199,8 @@ class PVR(LeveledClassificationTask):
 
     def __init__(self, *, train_windows: tuple[int, int] = (0, 0), eval_windows: tuple[int, int] | None = None,
                  aggregation: str = "mod_sum", holdout: int = 0, eval_examples_per_level: int = 512) -> None:
-        self.train_levels = check_range("PVR.train_windows", train_windows, 0, 9)
-        self.eval_levels = check_range("PVR.eval_windows", eval_windows or train_windows, 0, 9)
+        self.train_levels = require_interval(train_windows, "PVR.train_windows", low=0, high=9)
+        self.eval_levels = require_interval(eval_windows or train_windows, "PVR.eval_windows", low=0, high=9)
         aggregate(np.zeros((1, 1), dtype=np.int64), aggregation)  # validates the name
         self.aggregation = aggregation
         self.eval_examples_per_level = eval_examples_per_level

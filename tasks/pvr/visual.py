@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from engine.data import generated_batches
-from engine.errors import ConfigError
+from engine.errors import require_int
 from tasks.images.sources.digits import digits
 from tasks.common.levels import LeveledClassificationTask, balanced_levels
 from tasks.pvr.vector import aggregate
@@ -41,8 +41,8 @@ class VisualPVR(LeveledClassificationTask):
 
     def __init__(self, *, window: int = 0, aggregation: str = "mod_sum", cell_size: int = 8,
                  eval_examples_per_level: int = 512) -> None:
-        if not isinstance(window, int) or not 0 <= window < VALUE_CELLS:
-            raise ConfigError(f"VisualPVR.window must be 0, 1 or 2 (a 2x2 grid has 3 value cells), got {window!r}")
+        require_int(window, "VisualPVR.window", low=0, high=VALUE_CELLS - 1,
+                    hint=f"a 2x2 grid has {VALUE_CELLS} value cells")
         if window == 0 and aggregation != "mod_sum":
             aggregation = "mod_sum"  # one value: every aggregation is the identity
         aggregate(np.zeros((1, 1), dtype=np.int64), aggregation)  # validates the name

@@ -16,7 +16,7 @@ import torch
 
 from engine import summaries
 from engine.callbacks import Callback
-from engine.errors import ConfigError, require
+from engine.errors import ConfigError, require, require_int
 from tasks.saturation.fewshot_sets import FewShotData, FewShotSource
 
 #: The bias feature's value: large, so its weight is almost unregularised (as in big_vision).
@@ -181,7 +181,7 @@ class FewShotEvaluator(Callback):
         require(len(set(names)) == len(names), f"FewShotEvaluator.sources have repeated names {names}")
         require(len(shots) > 0 and all(isinstance(k, int) and k >= 1 for k in shots),
                 f"FewShotEvaluator.shots must be positive integers, got {shots!r}")
-        require(isinstance(seeds, int) and seeds >= 1, f"FewShotEvaluator.seeds must be >= 1, got {seeds!r}")
+        require_int(seeds, "FewShotEvaluator.seeds", low=1)
         require(l2_reg > 0, f"FewShotEvaluator.l2_reg must be > 0, got {l2_reg}")
         require(solver in SOLVERS, f"FewShotEvaluator.solver must be one of {SOLVERS}, got {solver!r}")
         require(image_size >= 1 and channels >= 1 and batch_size >= 1,

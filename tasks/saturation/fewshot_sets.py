@@ -21,7 +21,7 @@ import gin
 import numpy as np
 
 from engine.data import split_id
-from engine.errors import require
+from engine.errors import require, require_int
 from tasks.images.sources.digits import digits
 from tasks.images.sources.labelled_shapes import Factors, binned_scenes
 from tasks.images.sources.shapes import render, sample_scenes
@@ -50,10 +50,8 @@ class FewShotSource(abc.ABC):
     num_classes = 2
 
     def __init__(self, *, pool_per_class: int = 40, test_per_class: int = 100, seed: int = 0) -> None:
-        require(isinstance(pool_per_class, int) and pool_per_class >= 1,
-                f"{type(self).__name__}.pool_per_class must be an integer >= 1, got {pool_per_class!r}")
-        require(isinstance(test_per_class, int) and test_per_class >= 1,
-                f"{type(self).__name__}.test_per_class must be an integer >= 1, got {test_per_class!r}")
+        require_int(pool_per_class, f"{type(self).__name__}.pool_per_class", low=1)
+        require_int(test_per_class, f"{type(self).__name__}.test_per_class", low=1)
         self.pool_per_class, self.test_per_class, self.seed = pool_per_class, test_per_class, seed
 
     def settings(self) -> tuple:
@@ -168,8 +166,7 @@ class ObjectCount(GeneratedFewShotSource):
 
     def __init__(self, *, max_count: int = 4, scale: Sequence[float] = (0.1, 0.16), **common: Any) -> None:
         super().__init__(**common)
-        require(isinstance(max_count, int) and 2 <= max_count <= 4,
-                f"ObjectCount.max_count must be an integer in 2..4 (cells of a 2x2 grid), got {max_count!r}")
+        require_int(max_count, "ObjectCount.max_count", low=2, high=4, hint="it counts the cells of a 2x2 grid")
         self.max_count, self.scale = max_count, _pair("ObjectCount", "scale", scale)
         self.num_classes = max_count
 

@@ -13,7 +13,7 @@ import gin
 import numpy as np
 
 from engine.data import split_id
-from engine.errors import require
+from engine.errors import require, require_int
 from tasks.images.byte_images import ByteImageClassification
 from tasks.images.sources.labelled_shapes import Factors, chunked, labelled_images
 
@@ -44,7 +44,7 @@ class ShapesUpstream(ByteImageClassification):
         super().__init__()
         factors = Factors(shapes=shapes, colors=colors, textures=textures, positions=positions)
         factors.validate("ShapesUpstream")
-        require(isinstance(image_size, int) and image_size >= 8, f"ShapesUpstream.image_size must be >= 8, got {image_size!r}")
+        require_int(image_size, "ShapesUpstream.image_size", low=8)
         require(0 < data_fraction <= 1, f"ShapesUpstream.data_fraction must be in (0, 1], got {data_fraction!r}")
         require(num_examples >= 1 and eval_examples >= 1,
                 f"ShapesUpstream.num_examples and eval_examples must be >= 1, got {num_examples}, {eval_examples}")

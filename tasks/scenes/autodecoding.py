@@ -15,13 +15,12 @@ import torch
 import torch.nn.functional as F
 
 from engine import summaries
-from engine.data import batch_rng, device_of, to_device, to_tensors
-from engine.errors import ConfigError, require
+from engine.data import Shard, batch_rng, device_of, to_device, to_tensors, unwrap
+from engine.errors import ConfigError, require, require_int, require_number
 from engine.metrics import Ratio
-from engine.task import Shard, Task
+from engine.task import Task
 from models.layers.cameras import pixel_centres, quaternion_distance
 from tasks.common.arrays import epoch_indices, ordered_batches
-from tasks.common.recording import unwrap
 from tasks.scenes.metrics import pose_errors, psnr
 from tasks.scenes.trajectories import SceneSource, SceneTrajectories
 
@@ -50,10 +49,9 @@ class SceneAutoDecoding(Task):
                  strip_trajectories: int = 2) -> None:
         require(isinstance(scenes, SceneSource), f"SceneAutoDecoding.scenes must be a scene source such as "
                 f"@ProceduralRooms(), got {scenes!r}")
-        require(isinstance(rays_per_frame, int) and rays_per_frame >= 1,
-                f"SceneAutoDecoding.rays_per_frame must be a positive integer, got {rays_per_frame!r}")
+        require_int(rays_per_frame, "SceneAutoDecoding.rays_per_frame", low=1)
         for name, value in (("rgb_weight", rgb_weight), ("depth_weight", depth_weight), ("pose_weight", pose_weight)):
-            require(isinstance(value, (int, float)) and value >= 0, f"SceneAutoDecoding.{name} must be >= 0, got {value!r}")
+            require_number(value, f"SceneAutoDecoding.{name}", low=0)
         self.source = scenes
         self.rays_per_frame = rays_per_frame
         self.rgb_weight, self.depth_weight, self.pose_weight = rgb_weight, depth_weight, pose_weight

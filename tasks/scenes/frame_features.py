@@ -2,7 +2,7 @@
 feature space in which rendered frames are compared (KID, a stand-in for Inception on synthetic
 rooms) and its predictions say whether a conditionally generated scene shows the asked category.
 
-The task owns this fixed network (DESIGN.md): trained deterministically on first use under its
+The task owns this fixed network (docs/design.md): trained deterministically on first use under its
 own seed, kept per process, never updated by the run it scores.
 """
 from __future__ import annotations

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from engine import summaries
-from engine.data import batch_rng, device_of
+from engine.data import batch_rng, device_of, frozen, unwrap
 from engine.errors import require
 from tasks.common.diffusion import GaussianDiffusion, Sampler
 from tasks.common import generative_metrics as gm
 from tasks.scenes.frame_features import train_frame_classifier
 from tasks.common.latent_diffusion import LatentDiffusion
-from tasks.scenes.autodecoding import frame_strip, unwrap
+from tasks.scenes.autodecoding import frame_strip
 from tasks.scenes.metrics import enclosed, fraction, path_steps
 from tasks.scenes.trajectories import SceneTrajectories
 
@@ -54,7 +54,7 @@ class LatentPrior(LatentDiffusion):
         super().__init__(latents=latents, labels=labels, num_classes=0 if condition is None else scenes.num_classes[condition],
                          diffusion=diffusion, sampler=sampler, condition_dropout=condition_dropout,
                          guidance_scale=guidance_scale, eval_batches=eval_batches)
-        self.scenes, self.decoder = scenes, decoder.eval().requires_grad_(False)
+        self.scenes, self.decoder = scenes, frozen(decoder)
         self.condition = condition
         self.eval_samples, self.strip_samples = eval_samples, strip_samples
         self.video_frames, self.interpolation_steps = video_frames, interpolation_steps

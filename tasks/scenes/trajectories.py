@@ -19,7 +19,8 @@ import gin
 import numpy as np
 import torch
 
-from engine.errors import ConfigError, require
+from engine.errors import ConfigError, require, require_int
+from engine.files import atomic_path
 from models.layers.cameras import camera_rays, pixel_centres
 from tasks.common.cache import cache_root
 from tasks.scenes.camera_paths import CameraPath, furnish, sample_path
@@ -114,8 +115,7 @@ class ProceduralRooms(SceneSource):
                  max_objects: int = 3, seed: int = 0, cache_dir: str | None = None) -> None:
         for name, value, low in (("count", count, 2), ("frames", frames, 2), ("resolution", resolution, 4),
                                  ("max_objects", max_objects, 1), ("seed", seed, 0)):
-            require(isinstance(value, int) and not isinstance(value, bool) and value >= low,
-                    f"ProceduralRooms.{name} must be an integer >= {low}, got {value!r}")
+            require_int(value, f"ProceduralRooms.{name}", low=low)
         require(10 <= field_of_view <= 150, f"ProceduralRooms.field_of_view must be in [10, 150] degrees, "
                 f"got {field_of_view!r}")
         self.count, self.frames, self.resolution = count, frames, resolution
@@ -173,9 +173,8 @@ def _write_cache(path: str, scenes: SceneTrajectories) -> None:
               if isinstance(getattr(scenes, f.name), np.ndarray)}
     arrays.update({f"label_{k}": v for k, v in scenes.labels.items()})
     arrays["num_classes"] = np.array(json.dumps(scenes.num_classes))
-    tmp = f"{path}.{os.getpid()}.tmp.npz"  # several processes may render the same set at once
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as tmp:  # several processes may render the same set at once
+        np.savez(tmp, **arrays)
 
 
 def _read_cache(path: str) -> SceneTrajectories:

@@ -17,11 +17,10 @@ import gin
 import numpy as np
 import torch
 
-from engine.data import device_of, generated_batches
-from engine.errors import ConfigError, require
-from engine.task import Shard
+from engine.data import Shard, device_of, generated_batches
+from engine.errors import ConfigError, require_interval, require_number
 from tasks.common.calibration import evaluate_calibration
-from tasks.common.levels import LeveledClassificationTask, balanced_levels, check_range
+from tasks.common.levels import LeveledClassificationTask, balanced_levels
 
 SINGULAR, PLURAL = 0, 1
 NOUNS = (("key", "keys"), ("cabinet", "cabinets"), ("boy", "boys"), ("girl", "girls"), ("dog", "dogs"),
@@ -124,15 +123,17 @@ class SubjectVerbAgreement(LeveledClassificationTask):
                  train_clauses: tuple[int, int] = (0, 1), eval_clauses: tuple[int, int] = (0, 1),
                  adjective_rate: float = 0.3, relative_rate: float = 0.5, eval_examples_per_level: int = 256,
                  calibration_bins: int = 10) -> None:
-        self.train_levels = check_range("SubjectVerbAgreement.train_attractors", train_attractors, 0, 16)
-        self.eval_levels = check_range("SubjectVerbAgreement.eval_attractors", eval_attractors, 0, 16)
-        self.distractors = {"train": check_range("SubjectVerbAgreement.train_distractors", train_distractors, 0, 16),
-                            "eval": check_range("SubjectVerbAgreement.eval_distractors", eval_distractors, 0, 16)}
-        self.clauses = {"train": check_range("SubjectVerbAgreement.train_clauses", train_clauses, 0, 8),
-                        "eval": check_range("SubjectVerbAgreement.eval_clauses", eval_clauses, 0, 8)}
+        def levels(name: str, value: tuple[int, int], highest: int) -> tuple[int, int]:
+            return require_interval(value, f"SubjectVerbAgreement.{name}", low=0, high=highest)
+
+        self.train_levels = levels("train_attractors", train_attractors, 16)
+        self.eval_levels = levels("eval_attractors", eval_attractors, 16)
+        self.distractors = {"train": levels("train_distractors", train_distractors, 16),
+                            "eval": levels("eval_distractors", eval_distractors, 16)}
+        self.clauses = {"train": levels("train_clauses", train_clauses, 8),
+                        "eval": levels("eval_clauses", eval_clauses, 8)}
         for name, rate in (("adjective_rate", adjective_rate), ("relative_rate", relative_rate)):
-            require(isinstance(rate, (int, float)) and 0.0 <= rate <= 1.0,
-                    f"SubjectVerbAgreement.{name} must be a probability in [0, 1], got {rate!r}")
+            require_number(rate, f"SubjectVerbAgreement.{name}", low=0, high=1, hint="it is a probability")
         self.adjective_rate, self.relative_rate = float(adjective_rate), float(relative_rate)
         self.eval_examples_per_level = eval_examples_per_level
         self.calibration_bins = calibration_bins

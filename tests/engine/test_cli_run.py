@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from engine.logging import read_metrics
 from tests.helpers import run_cli
+
+pytestmark = pytest.mark.slow
 
 
 def test_transformer_pvr_from_the_command_line_learns_and_writes_the_run_directory(tmp_path):

@@ -70,7 +70,7 @@ def test_undefined_macro(capsys):
     ("train.batch_size = 'big'", "train.batch_size must be an integer >= 1, got 'big'"),
     ("train.micro_batch_size = 7", "does not divide the per-rank batch 64"),
     ("train.precision = 'fp8'", "train.precision must be one of"),
-    ("train.grad_clip = -1.0", "train.grad_clip must be a positive number"),
+    ("train.grad_clip = -1.0", "train.grad_clip must be a number > 0, got -1.0"),
     ("train.nonfinite = 'ignore'", "train.nonfinite must be 'stop' or 'skip'"),
 ])
 def test_wrong_type_or_out_of_range_value(capsys, binding, expected):

@@ -10,6 +10,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from engine import checkpoint
 from tests.helpers import REPO, RUN, TINY_PVR, losses, run_cli, subprocess_env, train_in_process
 
@@ -48,6 +50,7 @@ def logged_steps(workdir: str) -> int:
         return sum(1 for _ in handle)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_exits_zero_and_resume_matches_uninterrupted_run(tmp_path):
     expected = reference(tmp_path)
     workdir = str(tmp_path / "run")
@@ -65,6 +68,7 @@ def test_sigterm_saves_exits_zero_and_resume_matches_uninterrupted_run(tmp_path)
     assert losses(workdir) == expected  # every step, bit for bit
 
 
+@pytest.mark.slow
 def test_sigkill_after_checkpoint_then_restart_matches_uninterrupted_run(tmp_path):
     expected = reference(tmp_path)
     workdir = str(tmp_path / "run")

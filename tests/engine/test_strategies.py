@@ -1,20 +1,27 @@
 """Every distributed strategy on 2 real torchrun ranks over CPU/gloo: exact resume after kill -9,
-equivalence with one rank (gradient accumulation included), real sharding, portable export,
-two "nodes" on loopback, and recovery under torchrun --max-restarts."""
+equivalence with one rank (gradient accumulation included), real sharding, portable export
+(also through DeepSpeed's own zero_to_fp32.py), the plain model name in HParams, two "nodes" on
+loopback, and recovery under torchrun --max-restarts."""
 from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 
 import psutil
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from engine import checkpoint
 from engine.logging import read_metrics
 from launch.export import main as export_main
-from tests.helpers import TINY_PVR, losses, train_in_process
+from tests.helpers import TINY_PVR, losses, subprocess_env, train_in_process
 from tests.engine import torchrun
 from tests.engine.torchrun import BINDINGS, CHECKPOINT_EVERY, STEPS
+
+pytestmark = pytest.mark.distributed
 
 RESUMABLE = ["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3", "fairscale"]
 
@@ -98,6 +105,48 @@ def test_export_of_a_sharded_checkpoint_starts_single_with_the_same_eval_loss(tm
         "train.steps = 1", "AdamW.lr = 0.0", "train.eval_every = 1", "CPVR.eval_examples_per_level = 16",
         f"train.init_from = '{out}'"])
     assert math.isclose(result.metrics["eval"]["loss"], final_eval, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("strategy", ["deepspeed_zero2", "deepspeed_zero3"])
+def test_deepspeeds_own_zero_to_fp32_recovers_our_export_bit_for_bit(tmp_path, shared_dir, strategy):
+    """The script DeepSpeed saves beside each ZeRO checkpoint runs in the pinned environment
+    (it needs huggingface_hub) and reads our checkpoint folder as it is."""
+    folder = checkpoint.latest(reference_run(shared_dir, strategy))
+    ours = str(tmp_path / "ours.safetensors")
+    assert export_main([folder, "--out", ours]) == 0
+    script = os.path.join(folder, "zero_to_fp32.py")
+    done = subprocess.run([sys.executable, script, folder, str(tmp_path / "theirs")], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    theirs = torch.load(tmp_path / "theirs" / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    expected = load_file(ours)
+    assert theirs.keys() == expected.keys()
+    for name, tensor in expected.items():
+        assert theirs[name].dtype == tensor.dtype and torch.equal(theirs[name], tensor), name
+
+
+def recorded_hparams(workdir: str) -> dict:
+    """The hyperparameters of the run's TensorBoard HParams session."""
+    from tensorboard.backend.event_processing import event_accumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    events = event_accumulator.EventAccumulator(os.path.join(workdir, "tb"),
+                                                size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    for content in events.PluginTagToContent("hparams").values():
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+        if data.HasField("session_start_info"):
+            return {k: v.string_value or v.number_value for k, v in data.session_start_info.hparams.items()}
+    raise AssertionError(f"no HParams session in {workdir}")
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed_zero3"])
+def test_hparams_name_the_plain_model_so_runs_of_one_model_share_a_row(shared_dir, strategy):
+    """FSDP2 swaps the module's class in place (FSDPTransformerClassifier) and ZeRO-3 partitions
+    its parameters; a sharded run still lands in the HParams row of a one-process run."""
+    sharded = recorded_hparams(reference_run(shared_dir, strategy))
+    single = recorded_hparams(one_rank_run(shared_dir))
+    assert sharded["model"] == single["model"] == "TransformerClassifier"
+    assert sharded["parameters"] == single["parameters"]
 
 
 def test_two_nodes_on_loopback_match_a_single_node_run(tmp_path, shared_dir):

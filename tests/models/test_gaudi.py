@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from models.gaudi.model import GAUDI
 from tasks.scenes.autodecoding import SceneAutoDecoding
 from tasks.scenes.trajectories import ProceduralRooms, SceneSource
@@ -41,6 +41,7 @@ def small_gaudi(num_scenes: int, **overrides) -> GAUDI:
     return GAUDI(**{**settings, **overrides})
 
 
+@pytest.mark.slow
 def test_one_trajectory_overfits_to_high_psnr(rooms):
     task = SceneAutoDecoding(scenes=OneTrajectory(rooms), rays_per_frame=RESOLUTION ** 2, eval_trajectories=1,
                              strip_trajectories=0)

@@ -1,8 +1,12 @@
 """The flagship command, shortened: gin/hyperut/hyperut_pvr.gin trains Hyper-UT on C-PVR and learns."""
 from __future__ import annotations
 
+import pytest
+
 from engine.logging import read_metrics
 from tests.helpers import train_in_process
+
+pytestmark = pytest.mark.slow
 
 # The flagship file with a smaller model and task so the run takes seconds, not minutes.
 SHORT = ["LENGTH = 12", "CPVR.train_hops = (1, 2)", "CPVR.eval_hops = (1, 3)", "CPVR.curriculum_batches = 100",

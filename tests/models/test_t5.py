@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import gin
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from engine import analysis, config
 from engine.errors import ConfigError
-from models.t5 import T5
+from models.t5 import T5, t5_flops_per_token, t5_forward_flops, t5_parameter_count
 from tests.helpers import REPO
 
 ARCH_DIR = os.path.join(REPO, "gin", "scaling", "arch")
@@ -43,7 +44,7 @@ def built_count(name: str) -> int:
 @pytest.mark.parametrize("name", sorted(PUBLISHED_EXACT))
 def test_built_and_analytic_counts_match_published_within_a_tenth_of_a_percent(name):
     published = PUBLISHED_EXACT[name]
-    analytic = analysis.t5_parameter_count(**size_shape(name))
+    analytic = t5_parameter_count(**size_shape(name))
     assert built_count(name) == analytic
     assert abs(analytic - published) / published < 1e-3
 
@@ -51,13 +52,13 @@ def test_built_and_analytic_counts_match_published_within_a_tenth_of_a_percent(n
 @pytest.mark.parametrize("name", sorted(PUBLISHED_ROUNDED))
 def test_counts_round_to_the_shape_table(name):
     published, half_unit = PUBLISHED_ROUNDED[name]
-    assert abs(analysis.t5_parameter_count(**size_shape(name)) - published) <= half_unit
+    assert abs(t5_parameter_count(**size_shape(name)) - published) <= half_unit
 
 
 def test_small_nl16_costs_63_percent_of_base_flops():
     small, base = size_shape("small_nl16"), size_shape("base")
-    per_token = sum(analysis.t5_flops_per_token(**small)) / sum(analysis.t5_flops_per_token(**base))
-    per_example = analysis.t5_forward_flops(**small) / analysis.t5_forward_flops(**base)
+    per_token = sum(t5_flops_per_token(**small)) / sum(t5_flops_per_token(**base))
+    per_example = t5_forward_flops(**small) / t5_forward_flops(**base)
     assert abs(per_token - 0.631) / 0.631 < 0.05 and abs(per_example - 0.631) / 0.631 < 0.05
 
 
@@ -67,7 +68,7 @@ def test_analytic_flops_agree_with_a_forward_pass_count():
     inputs, targets = torch.randint(2, 128, (1, 48)), torch.randint(2, 128, (1, 12))
     with torch.no_grad():
         measured = analysis.measured_flops(lambda: model(inputs, targets))
-    analytic = analysis.t5_forward_flops(vocab_size=128, input_length=48, target_length=12, **shape)
+    analytic = t5_forward_flops(vocab_size=128, input_length=48, target_length=12, **shape)
     assert abs(measured - analytic) / analytic < 0.05
 
 
@@ -160,3 +161,40 @@ def test_encoder_attention_goes_through_the_gin_selected_core():
     model = tiny_model("vanilla", **{"MultiHeadAttention.attention": "@NoBiasCore", "T5.positions": "'sinusoidal'"})
     assert all(isinstance(block.mixer.core, NoBiasCore) for block in model.encoder)
     assert not any(isinstance(block.mixer.core, NoBiasCore) for block in model.decoder)  # decoder stays dense
+
+
+CLOSED_FORM_ARCHS = {"vanilla", "universal"}  # T5 v1.0 blocks; sharing repeats a layer, same cost
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_flops_per_example_is_the_closed_form_where_it_applies_and_none_elsewhere(arch):
+    model = tiny_model(arch).eval()
+    inputs, targets = torch.randint(2, 40, (2, 13)), torch.randint(2, 40, (2, 6))
+    closed = model.flops_per_example({"inputs": inputs, "targets": targets})
+    if arch not in CLOSED_FORM_ARCHS:
+        assert closed is None
+        return
+    assert closed == t5_forward_flops(input_length=13, target_length=6, vocab_size=40, d_model=32, d_ff=64,
+                                      d_kv=8, num_heads=4, encoder_layers=2, decoder_layers=2)
+    with torch.no_grad():
+        measured = analysis.measured_flops(lambda: model(inputs, targets)) / len(inputs)
+    assert abs(measured - closed) / closed < 0.05
+
+
+def test_print_config_shows_the_closed_form_beside_the_measured_flops(tmp_path, capsys):
+    from launch.run import main as run_main
+    code = run_main(["--gin", os.path.join(REPO, "gin", "scaling", "t5_span.gin"), "--print-config",
+                     "--workdir", str(tmp_path / "run")])
+    assert code == 0
+    found = re.search(r"# forward FLOPs per example \(measured\): ([\d.]+)M \(closed form: ([\d.]+)M\)",
+                      capsys.readouterr().out)
+    assert found, "the T5 closed form is missing from --print-config"
+    # t5_span.gin: 64 words at 15% noise, mean span 3 -> 10 noise tokens in 3 spans, so inputs of
+    # 64 - 10 + 3 sentinels + EOS = 58 tokens and targets of 10 + 3 + EOS = 14; shape cpu_d64_l2.
+    expected = t5_forward_flops(input_length=58, target_length=14, vocab_size=128, d_model=64, d_ff=256,
+                                d_kv=16, num_heads=4, encoder_layers=2, decoder_layers=2)
+    measured, closed = (float(value) * 1e6 for value in found.groups())
+    assert closed == pytest.approx(expected, abs=0.005e6)
+    # The counter sees matmuls only (not CPU attention) and the closed form charges the cross
+    # K/V projections per target token: both are approximations of the same cost.
+    assert abs(measured - closed) / closed < 0.1

@@ -10,14 +10,11 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.logging import read_metrics
-from tests.helpers import train_in_process
+import programs.adaptation
+from tests.helpers import print_config, stop_first_stage, tiny_config, train_in_process
 
 MOONS = ("gin/gift/gift.gin", "gin/gift/moons.gin")
-TINY = [
-    "RotatedMoons.pool_size = 128", "RotatedMoons.intermediate_pool_size = 64", "RotatedMoons.test_size = 256",
-    "RotatedMoons.intermediate_domains = 2", "MLP.hidden = (16, 16)", "SOURCE_STEPS = 60", "ROUND_STEPS = 15",
-    "train.batch_size = 32", "train.eval_every = 1000", "train.log_every = 1000", "WarmupCosine.warmup_steps = 5",
-]
+TINY = tiny_config("tiny_gift_moons")
 
 
 def train_records(workdir):
@@ -70,7 +67,7 @@ def test_programs_sharing_a_source_workdir_train_the_source_once(tmp_path):
     (MOONS, ["TRAIN_DOMAIN = 'target'"], "train_domain must be 'source'"),
     (MOONS, ["gift.rounds = 0"], "gift.rounds must be an integer >= 1"),
     (MOONS, ["GiftTask.mix_layers = [0, 5]"], "has 2 stages"),
-    (MOONS, ["train.eval_every = 0"], "train.eval_every > 0"),
+    (MOONS, ["train.eval_every = 0"], "train.eval_every must be an integer >= 1, got 0"),
     (MOONS, ["gift.teacher_from = 'memory'"], "teacher_from"),
     (("gin/gift/gradual_self_training.gin", "gin/gift/moons.gin"), ["RotatedMoons.intermediate_domains = 0"],
      "needs real intermediate domains"),
@@ -80,3 +77,19 @@ def test_configurations_that_cannot_work_fail_before_training(tmp_path, files, b
     with pytest.raises(ConfigError, match=message):
         train_in_process(workdir, TINY + bindings, files=files)
     assert not os.path.exists(os.path.join(workdir, "source", "checkpoints"))
+
+
+def test_print_config_checks_the_source_and_every_round_without_training(tmp_path):
+    code, out = print_config(str(tmp_path / "gift"), TINY + ["gift.rounds = 2"], files=MOONS)
+    assert code == 0 and not os.path.exists(tmp_path / "gift")
+    assert [line for line in out.splitlines() if line.startswith("# stage ")] == [
+        "# stage 'source':", "# stage 'round_1':", "# stage 'round_2':"]
+    assert out.count("# parameters: ") == 3 and "gift.rounds = 2" in out
+
+
+def test_a_source_stage_stopped_by_a_signal_ends_the_program(tmp_path, monkeypatch):
+    workdir = str(tmp_path / "gift")
+    stop_first_stage(monkeypatch, programs.adaptation)
+    result = train_in_process(workdir, TINY + ["gift.rounds = 2"], files=MOONS)
+    assert result.rounds == [] and result.final.step == 1 and not result.final.finished
+    assert not os.path.exists(os.path.join(workdir, "round_1"))

@@ -13,26 +13,17 @@ from safetensors.torch import save_file
 from engine import config, program
 from engine.errors import ConfigError
 from engine.logging import read_metrics
-from engine.task import Shard
+from engine.data import Shard
 from models.cnn import SmallCNN
 from models.mlp import MLP
 from tasks.images.digits_canvas import DigitsOnCanvas
 from programs.distill import load_teacher
 from tasks.common.distillation import Distillation
-from tests.helpers import REPO, losses, train_in_process
+import programs.distill
+from tests.helpers import REPO, losses, stop_first_stage, tiny_config, train_in_process
 
-TINY_DIGITS = [
-    "DigitsOnCanvas.canvas = 10", "DigitsOnCanvas.train_shift = 1", "DigitsOnCanvas.max_shift = 1",
-    "DigitsOnCanvas.scale_range = (1.0, 1.2)", "MLP.input_dim = 100", "MLP.hidden = (32,)",
-    "SmallCNN.widths = (8,)", "train.batch_size = 32", "train.log_every = 1", "train.checkpoint_every = 0",
-    "WarmupCosine.warmup_steps = 0", "train.eval_splits = ['translated']",
-]
-TINY_AGREEMENT = [
-    "SubjectVerbAgreement.eval_attractors = (0, 2)", "SubjectVerbAgreement.eval_distractors = (0, 1)",
-    "SubjectVerbAgreement.eval_examples_per_level = 16", "MAX_LEN = 23", "LSTMClassifier.d_hidden = 16",
-    "TransformerClassifier.d_model = 16", "TransformerClassifier.num_layers = 1", "train.batch_size = 16",
-    "train.log_every = 1", "train.checkpoint_every = 0", "WarmupCosine.warmup_steps = 0",
-]
+TINY_DIGITS = tiny_config("tiny_kd_digits")
+TINY_AGREEMENT = tiny_config("tiny_kd_agreement")
 
 
 def first_and_last(workdir: str, name: str) -> tuple[float, float]:
@@ -131,3 +122,11 @@ def test_print_config_describes_both_stages_without_training(tmp_path, capsys):
     teacher, student = out.split("# stage 'teacher':")[1].split("# stage 'student':")
     assert "# parameters: " in teacher and "# parameters: " in student
     assert not os.path.exists(str(tmp_path / "run"))
+
+
+def test_a_teacher_stopped_by_a_signal_ends_the_program_before_the_student(tmp_path, monkeypatch):
+    workdir = str(tmp_path / "run")
+    stop_first_stage(monkeypatch, programs.distill)
+    result = train_in_process(workdir, TINY_DIGITS + ["train.steps = 5"], files=("gin/kd/kd_mlp_from_cnn.gin",))
+    assert result.workdir == os.path.join(workdir, "teacher") and result.step == 1 and not result.finished
+    assert not os.path.exists(os.path.join(workdir, "student"))

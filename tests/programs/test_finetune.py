@@ -7,12 +7,10 @@ import torch
 
 from engine import checkpoint
 from engine.logging import read_metrics
-from tests.helpers import train_in_process
+import programs.finetune
+from tests.helpers import print_config, stop_first_stage, tiny_config, train_in_process
 
-TINY_T5 = ["T5.d_model = 16", "T5.d_ff = 32", "T5.d_kv = 8", "T5.num_heads = 2", "T5.encoder_layers = 1",
-           "T5.decoder_layers = 1", "SpanCorruption.length = 16", "LatentStructure.length = 16",
-           "T5.max_input_length = 16", "train.batch_size = 4", "train.log_every = 1", "train.eval_every = 0",
-           "SpanCorruption.eval_batches = 1", "LatentStructure.eval_batches = 1"]
+TINY_T5 = tiny_config("tiny_t5")
 
 
 def test_pretrain_then_each_downstream_stage_starts_from_the_pretrained_weights(tmp_path):
@@ -38,3 +36,26 @@ def test_a_given_checkpoint_skips_pretraining(tmp_path):
         "FINETUNE_STEPS = 1", "finetune.downstream = ['topic']", f"finetune.checkpoint = '{source}'"],
         files=("gin/scaling/t5_finetune.gin",))
     assert set(results) == {"topic"} and not os.path.exists(str(tmp_path / "b" / "pretrain"))
+
+
+def stage_headers(report: str) -> list[str]:
+    return [line for line in report.splitlines() if line.startswith("# stage ")]
+
+
+def test_print_config_checks_every_stage_without_training(tmp_path):
+    code, out = print_config(str(tmp_path / "run"), TINY_T5 + ["finetune.downstream = ['topic', 'spliced']"],
+                             files=("gin/scaling/t5_finetune.gin",))
+    assert code == 0 and not os.path.exists(tmp_path / "run")
+    assert stage_headers(out) == ["# stage 'pretrain':", "# stage 'topic':", "# stage 'spliced':"]
+    assert out.count("# parameters: ") == 3 and "T5.d_model = 16" in out
+
+
+def test_a_pretraining_stopped_by_a_signal_ends_the_program_and_the_same_command_resumes(tmp_path, monkeypatch):
+    workdir = str(tmp_path / "run")
+    bindings = TINY_T5 + ["train.steps = 3", "finetune.downstream = ['topic']", "topic/train.steps = 1"]
+    stop_first_stage(monkeypatch, programs.finetune)
+    stopped = train_in_process(workdir, bindings, files=("gin/scaling/t5_finetune.gin",))
+    assert set(stopped) == {"pretrain"} and stopped["pretrain"].step == 1 and not stopped["pretrain"].finished
+    assert not os.path.exists(os.path.join(workdir, "topic"))
+    resumed = train_in_process(workdir, bindings, files=("gin/scaling/t5_finetune.gin",))
+    assert resumed["pretrain"].step == 3 and resumed["pretrain"].finished and resumed["topic"].finished

@@ -9,17 +9,10 @@ import pytest
 
 from engine.errors import ConfigError
 from engine.logging import read_metrics
-from tests.helpers import train_in_process
+import programs.gaudi
+from tests.helpers import print_config, stop_first_stage, tiny_config, train_in_process
 
-TINY = ["NUM_SCENES = 6", "ProceduralRooms.resolution = 8", "ProceduralRooms.frames = 3",
-        "train.steps = 4", "prior/train.steps = 4", "train.batch_size = 2", "prior/train.batch_size = 8",
-        "train.log_every = 2", "train.eval_every = 4", "prior/train.eval_every = 4", "train.checkpoint_every = 4",
-        "SceneAutoDecoding.eval_trajectories = 2", "SceneAutoDecoding.rays_per_frame = 4",
-        "GAUDI.plane_resolution = 8", "GAUDI.upsamplings = 1", "GAUDI.decoder_channels = 4", "GAUDI.plane_channels = 4",
-        "GAUDI.field_hidden = 8", "GAUDI.samples_per_ray = 6", "GAUDI.pose_hidden = 16",
-        "LatentDenoiser.width = 16", "LatentDenoiser.blocks = 1", "GaussianDiffusion.steps = 20", "DDIMSampler.steps = 3",
-        "LatentPrior.eval_samples = 4", "LatentPrior.eval_batches = 1", "LatentPrior.strip_samples = 2",
-        "LatentPrior.video_frames = 3", "LatentPrior.interpolation_steps = 2", "LatentPrior.feature_steps = 5"]
+TINY = tiny_config("tiny_gaudi")
 
 
 def tensorboard_images(workdir: str) -> set[str]:
@@ -60,3 +53,24 @@ def test_a_denoiser_of_the_wrong_width_fails_before_the_prior_trains(tmp_path):
     with pytest.raises(ConfigError, match="LatentDenoiser.latent_dim = 80"):
         train_in_process(str(tmp_path / "run"), TINY + [cache, "LatentDenoiser.latent_dim = 64", "train.steps = 1",
                                                         "train.eval_every = 0"], files=("gin/gaudi/gaudi_rooms.gin",))
+
+
+def test_print_config_checks_both_stages_without_training(tmp_path):
+    cache = f"ProceduralRooms.cache_dir = '{tmp_path / 'cache'}'"
+    code, out = print_config(str(tmp_path / "run"), TINY + [cache], files=("gin/gaudi/gaudi_rooms.gin",))
+    assert code == 0 and not os.path.exists(tmp_path / "run")
+    assert [line for line in out.splitlines() if line.startswith("# stage ")] == ["# stage 'autodecoder':",
+                                                                                  "# stage 'prior':"]
+    assert out.count("# parameters: ") == 2
+    # The prior's stage is checked too, against an untrained auto-decoder of the configured shape.
+    code, _ = print_config(str(tmp_path / "run"), TINY + [cache, "LatentDenoiser.latent_dim = 64"],
+                           files=("gin/gaudi/gaudi_rooms.gin",))
+    assert code == 2 and not os.path.exists(tmp_path / "run")
+
+
+def test_an_autodecoder_stopped_by_a_signal_ends_the_program_before_the_prior(tmp_path, monkeypatch):
+    cache = f"ProceduralRooms.cache_dir = '{tmp_path / 'cache'}'"
+    stop_first_stage(monkeypatch, programs.gaudi)
+    result = train_in_process(str(tmp_path / "run"), TINY + [cache], files=("gin/gaudi/gaudi_rooms.gin",))
+    assert result.prior is None and result.autodecoder.step == 1 and not result.autodecoder.finished
+    assert not os.path.exists(tmp_path / "run" / "prior")

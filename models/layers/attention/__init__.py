@@ -4,3 +4,20 @@ A core takes queries, keys and values shaped (batch, heads, length, head_dim) an
 padding mask (batch, length; True = real token) and returns (batch, heads, length, head_dim).
 Cores are built as `core(num_heads=..., head_dim=...)`; anything else they need comes from gin.
 """
+from models.layers.attention.bigbird import BigBirdAttention
+from models.layers.attention.dense import DenseAttention
+from models.layers.attention.linear import LinearAttention
+from models.layers.attention.linformer import LinformerAttention
+from models.layers.attention.local import LocalAttention
+from models.layers.attention.longformer import LongformerAttention
+from models.layers.attention.multihead import MultiHeadAttention
+from models.layers.attention.naive import NaiveSoftmaxAttention
+from models.layers.attention.performer import PerformerAttention
+from models.layers.attention.reformer import ReformerAttention
+from models.layers.attention.sinkhorn import SinkhornAttention
+from models.layers.attention.sparse import SparseAttention
+from models.layers.attention.synthesizer import SynthesizerAttention
+
+__all__ = ["MultiHeadAttention", "BigBirdAttention", "DenseAttention", "LinearAttention", "LinformerAttention",
+           "LocalAttention", "LongformerAttention", "NaiveSoftmaxAttention", "PerformerAttention",
+           "ReformerAttention", "SinkhornAttention", "SparseAttention", "SynthesizerAttention"]

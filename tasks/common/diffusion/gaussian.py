@@ -10,7 +10,7 @@ from __future__ import annotations
 import gin
 import torch
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, require_int
 from tasks.common.diffusion.schedules import make_betas
 
 PARAMETERIZATIONS = ("eps", "x0", "v")
@@ -130,8 +130,6 @@ class GaussianDiffusion:
         """`count` timesteps from T - 1 down to 0, evenly spaced (all T when None): the chain a
         sampler walks; fewer steps give a respaced chain on the same alpha_bar."""
         count = self.num_steps if count is None else count
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= self.num_steps:
-            raise ConfigError(f"a sampler's steps must be an integer in [1, {self.num_steps}] "
-                              f"(the diffusion's T), got {count!r}")
+        require_int(count, "a sampler's steps", low=1, high=self.num_steps, hint=f"the diffusion's T is {self.num_steps}")
         chosen = torch.linspace(0, self.num_steps - 1, count, dtype=torch.float64).round().long().unique()
         return chosen.flip(0).tolist()

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import gin
 import torch
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, require_int, require_number
 from tasks.common.diffusion.gaussian import GaussianDiffusion
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -32,8 +32,8 @@ class Sampler(abc.ABC):
     name = "sampler"
 
     def __init__(self, *, steps: int | None = None, clip: Sequence[float] | None = (-1.0, 1.0)) -> None:
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise ConfigError(f"{type(self).__name__}.steps must be a positive integer or None, got {steps!r}")
+        if steps is not None:
+            require_int(steps, f"{type(self).__name__}.steps", low=1, hint="None walks every step of the diffusion")
         if clip is not None and (len(clip) != 2 or not clip[0] < clip[1]):
             raise ConfigError(f"{type(self).__name__}.clip must be None or (low, high) with low < high, got {clip!r}")
         self.steps = steps
@@ -91,8 +91,7 @@ class DDIMSampler(Sampler):
     def __init__(self, *, steps: int | None = 50, eta: float = 0.0,
                  clip: Sequence[float] | None = (-1.0, 1.0)) -> None:
         super().__init__(steps=steps, clip=clip)
-        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or eta < 0:
-            raise ConfigError(f"DDIMSampler.eta must be a number >= 0, got {eta!r}")
+        require_number(eta, "DDIMSampler.eta", low=0)
         self.eta = float(eta)
 
     def step(self, diffusion, x_t, t, s, x0, eps, generator):

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, require_int
 
 
 def linear_betas(steps: int, *, start: float = 1e-4, end: float = 0.02) -> torch.Tensor:
@@ -36,6 +36,5 @@ def make_betas(kind: str, steps: int) -> torch.Tensor:
     """The betas of schedule `kind` ('linear' or 'cosine') for a chain of `steps` steps."""
     if kind not in BETA_SCHEDULES:
         raise ConfigError(f"unknown noise schedule {kind!r}; choose from {sorted(BETA_SCHEDULES)}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ConfigError(f"a diffusion needs an integer number of steps >= 2, got {steps!r}")
+    require_int(steps, "a diffusion's number of steps", low=2)
     return BETA_SCHEDULES[kind](steps)

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 
 from engine.data import split_id
-from engine.errors import ConfigError
+from engine.errors import ConfigError, require_int
 
 SPLITS = ("train", "eval")
 
@@ -53,8 +53,7 @@ class FieldSource(abc.ABC):
 
     def __init__(self, *, seed: int = 0, train_fields: int = 2000, eval_fields: int = 500) -> None:
         for name, value in (("train_fields", train_fields), ("eval_fields", eval_fields)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{type(self).__name__}.{name} must be a positive integer, got {value!r}")
+            require_int(value, f"{type(self).__name__}.{name}", low=1)
         self.seed = seed
         self.sizes = {"train": train_fields, "eval": eval_fields}
         self._cache: dict[tuple, object] = {}
@@ -87,9 +86,7 @@ class FieldSource(abc.ABC):
         return (type(self).__name__, self.seed, self.sizes["train"], self.sizes["eval"], self.train_resolution)
 
     def check_resolution(self, resolution: int) -> int:
-        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2:
-            raise ConfigError(f"{type(self).__name__}: a resolution must be an integer >= 2, got {resolution!r}")
-        return resolution
+        return require_int(resolution, f"{type(self).__name__}: a resolution", low=2)
 
     def check_split(self, split: str) -> str:
         if split not in SPLITS:

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from engine.errors import require
+from engine.errors import require, require_int
 from tasks.images.sources.shapes import COLORS, SHAPES, TEXTURES, Scene, render, sample_scenes
 
 #: How many position bins -> (columns, rows) of the grid the object's centre is placed in.
@@ -32,8 +32,7 @@ class Factors:
     def validate(self, owner: str) -> None:
         for name, most in (("shapes", len(SHAPES)), ("colors", len(COLORS)), ("textures", len(TEXTURES))):
             value = getattr(self, name)
-            require(isinstance(value, int) and 1 <= value <= most,
-                    f"{owner}.{name} must be an integer in 1..{most}, got {value!r}")
+            require_int(value, f"{owner}.{name}", low=1, high=most)
         require(self.positions in POSITION_GRIDS,
                 f"{owner}.positions must be one of {sorted(POSITION_GRIDS)}, got {self.positions!r}")
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from tasks.adaptation.domain_shift import RotatedDigits, RotatedMoons, ShiftedShapes, domain_names
 from tasks.adaptation.gift import GiftTask
 from tasks.adaptation.pseudo_labels import PseudoLabelTask

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from models.mlp import MLP
 from tasks.common.classification import classification_loss
 from tasks.adaptation.domain_shift import RotatedMoons

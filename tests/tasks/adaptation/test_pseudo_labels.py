@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from models.mlp import MLP
 from tasks.adaptation.domain_shift import RotatedMoons
 from tasks.adaptation.pseudo_labels import PseudoLabelTask, confidence_of, keep_confident

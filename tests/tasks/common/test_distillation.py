@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from models.mlp import MLP
 from tasks.images.digits_canvas import DigitsOnCanvas
 from tasks.common.distillation import SCALINGS, Distillation, distillation_loss

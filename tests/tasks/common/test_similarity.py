@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from engine.task import Shard
+from engine.data import Shard
 from models.mlp import MLP
 from tasks.images.digits_canvas import DigitsOnCanvas
 from tasks.common.similarity import cka_matrix, compare_models, linear_cka

@@ -10,7 +10,7 @@ from torch import nn
 
 from engine import summaries
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from tasks.common.diffusion import DDIMSampler
 from models.dpf import FieldDenoiser
 from tasks.fields.sources.images import ShapeFields

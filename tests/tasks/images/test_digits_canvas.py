@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from tasks.images.digits_canvas import DigitsOnCanvas
 from tasks.images.sources.digits import digits
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.task import Shard
+from engine.data import Shard
 from tasks.common.arrays import epoch_indices, ordered_batches
 from tasks.images.digits import DigitsClassification
 from tasks.images.sources.digits import digits

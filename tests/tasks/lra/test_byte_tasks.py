@@ -8,7 +8,7 @@ import os
 import pytest
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from tasks.lra import synthetic_documents
 from tasks.lra.retrieval import LRARetrieval
 from tasks.lra.text import LRAText

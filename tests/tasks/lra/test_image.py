@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from tasks.lra.image import LRAImage, TEST_FILE, TRAIN_FILES
 
 

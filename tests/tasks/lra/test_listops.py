@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from tasks.lra.listops import (END, OPERATORS, VOCAB, LRAListOps, encode, generate_examples, generate_tree,
                                tokenize, tree_source, tree_tokens, tree_value, write_tsv)
 

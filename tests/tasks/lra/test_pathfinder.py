@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from tasks.lra.pathfinder import LRAPathfinder, generate_images
 from tasks.lra.pathfinder_curves import curve_style, image_rng, sample
 

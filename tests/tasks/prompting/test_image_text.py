@@ -7,7 +7,7 @@ import os
 import numpy as np
 import torch
 
-from engine.task import Shard
+from engine.data import Shard
 from tasks.prompting.image_text import ImageTextPairs, recall_at_k, render_objects
 from tasks.images.sources.shapes import COLOR_NAMES, SHAPES
 from tasks.prompting.shape_language import (COLOR_SYNONYMS, EOS_ID, SHAPE_PHRASES, SHAPE_SYNONYMS, PLURALS, class_descriptions,

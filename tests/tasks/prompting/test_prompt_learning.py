@@ -10,7 +10,7 @@ import torch
 
 from engine import checkpoint
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from models.prompting import ZeroShotPrompts
 from tasks.images.sources.shapes import COLOR_NAMES, SHAPES
 from tasks.prompting.prompt_learning import FewShotBaseToNew, base_new_split, harmonic_mean

@@ -7,7 +7,7 @@ import torch
 
 from engine import summaries
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from tasks.images.sources.digits import digits
 from tasks.pvr.vector import CPVR, cpvr_examples, pointer_chain, shortcut_answers
 from tasks.images.textured_shapes import TexturedShapes

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from tasks.pvr.vector import CPVR, PVR, num_hops
 
 

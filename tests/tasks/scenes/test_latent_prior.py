@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from tasks.common.diffusion import DDIMSampler, DDPMSampler, GaussianDiffusion
 from models.gaudi.denoiser import LatentDenoiser
 from tasks.common.latent_diffusion import LatentDiffusion
@@ -33,6 +33,7 @@ def nearest_mode(points: np.ndarray) -> np.ndarray:
     return np.linalg.norm(points[:, None, :] - MODES[None], axis=-1).argmin(1)
 
 
+@pytest.mark.slow
 def test_the_prior_recovers_a_gaussian_mixture():
     points, _ = mixture(1000)
     task = LatentDiffusion(latents=points, diffusion=GaussianDiffusion(steps=100, parameterization="v"), sampler=DDPMSampler(clip=None))
@@ -48,6 +49,7 @@ def test_the_prior_recovers_a_gaussian_mixture():
         assert 0.5 * SPREAD < samples[modes == k].std(0).mean() < 1.6 * SPREAD
 
 
+@pytest.mark.slow
 def test_guided_conditional_samples_land_in_the_asked_mode():
     points, labels = mixture(1000, seed=2)
     task = LatentDiffusion(latents=points, labels=labels, num_classes=3, diffusion=GaussianDiffusion(steps=100, parameterization="v"),

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from models.gaudi.model import GAUDI
 from tasks.scenes.autodecoding import SceneAutoDecoding
 from tasks.scenes.trajectories import ProceduralRooms

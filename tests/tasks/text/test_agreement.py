@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from tasks.text.agreement import (ADJECTIVES, CLAUSE_VERBS, NOUNS, PREPOSITIONS, RELATIVE_VERBS, SubjectVerbAgreement,
                              decode)
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.errors import ConfigError
-from engine.task import Shard
+from engine.data import Shard
 from tasks.text.latent_classification import LatentStructure
 from tasks.text.markov_corpus import TopicMarkovSource
 from tasks.text.span_corruption import SpanCorruption, corrupt, noise_masks, reconstruct, span_counts

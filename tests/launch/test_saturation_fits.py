@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.analysis import holdout_error, hull_points, saturation_fit, upper_convex_hull
+from launch.reproductions._saturation_fits import holdout_error, hull_points, saturation_fit, upper_convex_hull
 
 
 def test_saturation_fit_recovers_its_parameters_from_noiseless_data():
