@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pickle
 from typing import Any, Iterator
 
 import gin
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from engine.errors import ConfigError
+from engine.file_errors import file_error, reading, require_file
 from models.clip import CLIP
 from models.layers import ACTIVATIONS as FUNCTIONS
 from models.text_transformer import TextTransformer
@@ -37,18 +39,41 @@ LAYER = {"self_attn.q_proj": "attention.query", "self_attn.k_proj": "attention.k
          "mlp.fc1": "feedforward.inner", "mlp.fc2": "feedforward.outer", "layer_norm2": "norm2"}
 
 
+#: config.json keys that must be integers >= 1 (eos_token_id may be 0), per tower.
+INTEGER_KEYS = {"text": ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                         "max_position_embeddings"),
+                "vision": ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                           "num_channels", "image_size", "patch_size")}
+
+
 def read_config(path: str) -> dict[str, Any]:
-    """config.json with transformers' defaults filled in."""
+    """config.json with transformers' defaults filled in. A file that is not valid JSON (a
+    truncated copy) or a size that is not a positive integer is a ConfigError naming the file
+    (and line, for JSON) and the key, before any weights are read."""
     config_file = os.path.join(path, "config.json")
     if not os.path.isfile(config_file):
         raise ConfigError(f"{path!r} is not a Hugging Face model directory (no config.json)")
-    with open(config_file) as handle:
-        raw = json.load(handle)
+    with reading(config_file), open(config_file, encoding="utf-8") as handle:
+        try:
+            raw = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise file_error(config_file, f"is not valid JSON ({error.msg}); truncated?", line=error.lineno) from None
+    if not isinstance(raw, dict):
+        raise file_error(config_file, "must hold a JSON object")
     if raw.get("model_type", "clip") != "clip":
         raise ConfigError(f"{config_file} describes a {raw.get('model_type')!r} model, not 'clip'")
     config = {**CLIP_DEFAULTS, **{k: v for k, v in raw.items() if k in CLIP_DEFAULTS}}
-    config["text"] = {**TEXT_DEFAULTS, **(raw.get("text_config") or {})}
-    config["vision"] = {**VISION_DEFAULTS, **(raw.get("vision_config") or {})}
+    for tower in ("text", "vision"):
+        given = raw.get(f"{tower}_config") or {}
+        if not isinstance(given, dict):
+            raise file_error(config_file, f"{tower}_config must be a JSON object")
+        config[tower] = {**(TEXT_DEFAULTS if tower == "text" else VISION_DEFAULTS), **given}
+    checks = [(f"{tower}_config.{key}", config[tower][key], 1) for tower, keys in INTEGER_KEYS.items() for key in keys]
+    checks += [("text_config.eos_token_id", config["text"]["eos_token_id"], 0),
+               ("projection_dim", config["projection_dim"], 1)]
+    for name, value, low in checks:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise file_error(config_file, f"{name} must be an integer >= {low}, got {value!r}")
     for tower in ("text", "vision"):
         if config[tower]["hidden_act"] not in ACTIVATIONS:
             raise ConfigError(f"{config_file}: {tower} hidden_act {config[tower]['hidden_act']!r} is not supported; "
@@ -106,24 +131,44 @@ def key_map(model: CLIP) -> Iterator[tuple[str, str]]:
     yield "logit_scale", "logit_scale"
 
 
-def read_weights(path: str) -> dict[str, torch.Tensor]:
-    """The tensors of a Hugging Face directory: model.safetensors, its sharded index, or pytorch_model.bin."""
+def _load_safetensors(file: str) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
+    with reading(file, errors=(SafetensorError,)):
+        return load_file(file)
+
+
+def read_weights(path: str) -> dict[str, torch.Tensor]:
+    """The tensors of a Hugging Face directory: model.safetensors, its sharded index, or
+    pytorch_model.bin (read with weights_only, so a pickle that would run code is refused). A
+    truncated or unreadable file, an index that is not JSON or names a missing shard, is a
+    ConfigError naming the file."""
     single, index = os.path.join(path, "model.safetensors"), os.path.join(path, "model.safetensors.index.json")
     if os.path.isfile(single):
-        return load_file(single)
+        return _load_safetensors(single)
     if os.path.isfile(index):
-        with open(index) as handle:
-            files = sorted(set(json.load(handle)["weight_map"].values()))
-        return {k: v for name in files for k, v in load_file(os.path.join(path, name)).items()}
+        with reading(index), open(index, encoding="utf-8") as handle:
+            try:
+                weight_map = json.load(handle).get("weight_map")
+            except (json.JSONDecodeError, AttributeError):
+                weight_map = None
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise file_error(index, 'is not a safetensors index (no "weight_map" of tensor names to files)')
+        files = sorted(set(weight_map.values()))
+        for name in files:
+            require_file(os.path.join(path, name), f"a shard listed in {index}")
+        return {k: v for name in files for k, v in _load_safetensors(os.path.join(path, name)).items()}
     legacy = os.path.join(path, "pytorch_model.bin")
     if os.path.isfile(legacy):
-        return torch.load(legacy, map_location="cpu", weights_only=True)
+        with reading(legacy, errors=(RuntimeError, pickle.UnpicklingError)):
+            return torch.load(legacy, map_location="cpu", weights_only=True)
     raise ConfigError(f"{path!r} has no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
 
 
 def load_hf_clip(path: str) -> CLIP:
-    """A CLIP with the weights of the Hugging Face CLIPModel directory `path`."""
+    """A CLIP with the weights of the Hugging Face CLIPModel directory `path`. A tensor that is
+    missing, unexpected, or of another shape than config.json implies is a ConfigError naming
+    it and both shapes (a reshape is only allowed to add or drop dimensions of size 1)."""
     model = build(read_config(path))
     weights = {k: v for k, v in read_weights(path).items() if not k.endswith("position_ids")}
     ours = model.state_dict()
@@ -131,7 +176,11 @@ def load_hf_clip(path: str) -> CLIP:
     for hf_key, our_key in key_map(model):
         if hf_key not in weights:
             raise ConfigError(f"{path!r}: the weights have no {hf_key!r}; is this a CLIPModel checkpoint?")
-        state[our_key] = weights[hf_key].reshape(ours[our_key].shape)
+        given, wanted = weights[hf_key].shape, ours[our_key].shape
+        if [n for n in given if n != 1] != [n for n in wanted if n != 1]:
+            raise ConfigError(f"{path!r}: {hf_key} has shape {list(given)}, but config.json implies "
+                              f"{list(wanted)}; the weights and config.json do not belong together")
+        state[our_key] = weights[hf_key].reshape(wanted)
         used.add(hf_key)
     unused = sorted(set(weights) - used)
     if unused:
@@ -155,6 +204,7 @@ def save_hf_clip(model: CLIP, path: str) -> None:
         raise ConfigError(f"cannot write this CLIP in the Hugging Face layout: {'; '.join(problems)}")
     state = model.state_dict()
     weights = {hf: state[ours].detach().cpu().clone().contiguous() for hf, ours in key_map(model)}
+    weights["logit_scale"] = weights["logit_scale"].reshape(())  # a scalar in Hugging Face's layout
     weights["vision_model.embeddings.class_embedding"] = weights["vision_model.embeddings.class_embedding"].reshape(-1)
     weights["vision_model.embeddings.position_embedding.weight"] = \
         weights["vision_model.embeddings.position_embedding.weight"].reshape(-1, image.positions.shape[-1])

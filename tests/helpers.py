@@ -120,3 +120,23 @@ def stop_first_stage(monkeypatch, program_module) -> None:
         return program.train(**kwargs, callbacks=[SigtermAfterFirstStep()] if len(calls) == 1 else [])
 
     monkeypatch.setattr(program_module, "train", train)
+
+
+def config_error(*parts: object):
+    """`pytest.raises(ConfigError)` that also checks that the message's first line (the one
+    launch/run.py prints; gin appends its call trail below) holds every part: a file name,
+    'line 3', what was wrong. Data-file tests assert what a user would read."""
+    import contextlib
+
+    import pytest
+
+    from engine.errors import ConfigError
+
+    @contextlib.contextmanager
+    def expect():
+        with pytest.raises(ConfigError) as caught:
+            yield caught
+        message = str(caught.value).splitlines()[0]
+        missing = [str(part) for part in parts if str(part) not in message]
+        assert not missing, f"{missing} not in the message {message!r}"
+    return expect()

@@ -9,7 +9,8 @@ import json
 import logging
 import os
 import shutil
-from typing import Any, Callable, Mapping
+import time
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ import torch
 from engine import summaries
 from engine.errors import ConfigError, require_int
 from tasks.common.arrays import ArrayClassificationTask
-from tasks.common.cache import cache_root
+from tasks.common.cache import Progress, announce_cache, cache_root
 
 log = logging.getLogger("tasks.lra")
 
@@ -27,16 +28,19 @@ DATA_ENV = "LRA_DATA"
 
 
 def release_dir(data_dir: str | None, default_subdir: str, holds_data: Callable[[str], bool],
-                what: str) -> str | None:
+                what: str, expected: Sequence[str] = ()) -> str | None:
     """The folder of released files to read, or None to fall back to generated data.
 
-    An explicit `data_dir` must hold the files (a ConfigError says what is missing); without
-    one, `$LRA_DATA/<default_subdir>` is used when it holds them.
+    An explicit `data_dir` must hold the files (a ConfigError says so, and names those of
+    `expected` that are absent); without one, `$LRA_DATA/<default_subdir>` is used when it
+    holds them.
     """
     if data_dir:
         folder = os.path.expanduser(data_dir)
         if not holds_data(folder):
-            raise ConfigError(f"{what}: {data_dir!r} does not hold the expected files")
+            absent = [name for name in expected if not os.path.isfile(os.path.join(folder, name))]
+            raise ConfigError(f"{what}: {data_dir!r} does not hold the expected files"
+                              + (f" (missing: {', '.join(absent)})" if absent else ""))
         return folder
     root = os.environ.get(DATA_ENV)
     if root and holds_data(os.path.join(root, default_subdir)):
@@ -50,14 +54,17 @@ def cache_dir(explicit: str | None, name: str, params: Mapping[str, Any]) -> str
     return os.path.join(cache_root(explicit), "lra", f"{name}-{digest}")
 
 
-def cached_arrays(folder: str, build: Callable[[], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def cached_arrays(folder: str, build: Callable[[], Mapping[str, np.ndarray]],
+                  what: str = "generated data") -> dict[str, np.ndarray]:
     """Arrays saved as `<folder>/<name>.npy`, built once; read back memory-mapped copy-on-write
     (writable, so torch shares them without a warning, and large caches load lazily).
 
     The folder appears atomically (built beside it, then renamed), so concurrent ranks or an
-    interrupted run never read a half-written cache.
+    interrupted run never read a half-written cache. A build that took more than a few seconds
+    is followed by a line naming `what`, the folder and its size.
     """
     if not os.path.isdir(folder):
+        started = time.monotonic()
         arrays = build()
         staging = f"{folder}.tmp-{os.getpid()}"
         os.makedirs(staging, exist_ok=True)
@@ -67,6 +74,7 @@ def cached_arrays(folder: str, build: Callable[[], Mapping[str, np.ndarray]]) ->
             os.rename(staging, folder)
         except OSError:  # another process finished first: theirs is identical
             shutil.rmtree(staging, ignore_errors=True)
+        announce_cache(folder, started, what)
     return {name[:-4]: np.load(os.path.join(folder, name), mmap_mode="c")
             for name in sorted(os.listdir(folder)) if name.endswith(".npy")}
 
@@ -120,12 +128,15 @@ class SequenceTask(ArrayClassificationTask):
         else:
             log.info("%s: %s", type(self).__name__, source)
 
-    def use_stand_in(self, make: Callable[[np.random.Generator, int], dict[str, np.ndarray]],
+    def use_stand_in(self, make: Callable[[np.random.Generator, int, Progress], dict[str, np.ndarray]],
                      sizes: Mapping[str, int], seed: int, description: str) -> None:
-        """Fill every split with generated stand-in data and announce it in the run's log."""
+        """Fill every split with generated stand-in data (`make(rng, count, progress)`, which
+        counts its examples on `progress`: full-size Retrieval takes minutes) and announce it."""
         rng = np.random.default_rng(seed)
-        for split, count in sizes.items():
-            self.splits[split] = make(rng, count)
+        with Progress(f"{type(self).__name__}: generating stand-in data", sum(sizes.values()),
+                      unit="examples") as progress:
+            for split, count in sizes.items():
+                self.splits[split] = make(rng, count, progress)
         self.describe(f"STAND-IN DATA: {description}", stand_in=True)
 
     def decode(self, batch: Mapping[str, Any], suffix: str = "") -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -38,14 +38,19 @@ def _cifar_folder(folder: str) -> str | None:
 
 @gin.configurable
 class LRAImage(SequenceTask):
-    """10-way classification of 32x32 grayscale images read as 1,024 pixel tokens, no padding."""
+    """10-way classification of 32x32 grayscale images read as 1,024 pixel tokens, no padding.
+    A missing or truncated batch file, or a label byte outside 0..9, is a ConfigError naming the
+    file (and record): tasks.images.sources.files.read_cifar_batches."""
 
     def __init__(self, *, data_dir: str | None = None) -> None:
         super().__init__()
         self.vocab_size = 256
         self.num_classes = 10
+        nested = data_dir and os.path.isdir(os.path.join(os.path.expanduser(data_dir), "cifar-10-batches-bin"))
         folder = release_dir(data_dir, "cifar-10-batches-bin", lambda d: _cifar_folder(d) is not None,
-                             "LRAImage.data_dir (cifar-10-batches-bin with data_batch_1..5.bin, test_batch.bin)")
+                             "LRAImage.data_dir (cifar-10-batches-bin with data_batch_1..5.bin, test_batch.bin)",
+                             expected=[os.path.join("cifar-10-batches-bin", f) if nested else f
+                                       for f in TRAIN_FILES + (TEST_FILE,)])
         if folder is None:
             train_images, train_labels = digits("train", size=32)
             test_images, test_labels = digits("test", size=32)

@@ -7,6 +7,7 @@ with its brackets dropped: digits, `[MIN` `[MAX` `[MED` `[SM`, and `]` closing e
 """
 from __future__ import annotations
 
+import collections
 import csv
 import os
 import random
@@ -16,6 +17,8 @@ import gin
 import numpy as np
 
 from engine.errors import ConfigError
+from engine.file_errors import file_error, parse_label, reading
+from tasks.common.cache import Progress
 from tasks.lra.base import SequenceTask, cache_dir, cached_arrays, pad_rows, release_dir, split_by_key
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
@@ -97,11 +100,12 @@ def tree_value(tree: Tree) -> int:
 
 
 def generate_examples(count: int, *, min_length: int, max_length: int, max_depth: int, max_args: int,
-                      seed: int) -> list[tuple[Tree, int]]:
+                      seed: int, progress: Progress | None = None) -> list[tuple[Tree, int]]:
     """`count` distinct (tree, label) pairs with min_length < tokens < max_length, shuffled.
 
     LRA keeps a Python set and writes it in set order (an unseeded shuffle); here a dict keeps
     generation order and a seeded permutation shuffles, so the data is a function of `seed`.
+    `progress` counts the expressions found (LRA's sizes take minutes).
     """
     rng = random.Random(seed)
     found: dict[tuple[str, ...], Tree] = {}
@@ -120,6 +124,8 @@ def generate_examples(count: int, *, min_length: int, max_length: int, max_depth
             key = tuple(tree_tokens(tree))
             if key not in found:
                 found[key], stale = tree, 0
+                if progress is not None:
+                    progress.update()
     trees = list(found.values())
     order = np.random.default_rng(seed).permutation(len(trees))
     return [(trees[i], tree_value(trees[i])) for i in order]
@@ -146,15 +152,34 @@ def write_tsv(path: str, rows: Sequence[tuple[str, int]]) -> None:
 
 
 def read_tsv(path: str) -> list[tuple[list[str], int]]:
-    """(tokens, label) rows of a released `basic_*.tsv` file."""
+    """(tokens, label) rows of a released `basic_*.tsv` file: an optional header
+    `Source<TAB>Target`, then `source<TAB>label` rows; blank lines are skipped.
+
+    A ConfigError names the file and line of the first row with other than 2 fields, a label
+    that is not an integer in 0..9, an empty expression, a token outside the vocabulary, or
+    operators and `]` that do not pair up (a row cut short); a file with no rows is refused too.
+    """
     rows = []
-    with open(path, newline="") as handle:
-        for line_number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
-            if line_number == 1 and row[:2] == ["Source", "Target"]:
+    with reading(path, errors=(csv.Error,)), open(path, newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t")
+        for row in reader:
+            line = reader.line_num
+            if not row or (line == 1 and row[:2] == ["Source", "Target"]):
                 continue
             if len(row) != 2:
-                raise ConfigError(f"{path}, line {line_number}: expected 'source<TAB>label', got {len(row)} fields")
-            rows.append((tokenize(row[0]), int(row[1])))
+                raise file_error(path, f"expected 'source<TAB>label', got {len(row)} field(s)", line=line)
+            label = parse_label(row[1], 10, path, line=line)
+            tokens = tokenize(row[0])
+            counts = collections.Counter(tokens)
+            unknown = sorted(set(counts).difference(VOCAB[1:]))  # '<pad>' is no token of a source
+            if not tokens or unknown:
+                raise file_error(path, f"unknown token(s) {unknown[:3]}" if unknown else "empty expression", line=line)
+            if counts[END] != sum(counts[operator] for operator in OPERATORS):
+                raise file_error(path, f"{sum(counts[o] for o in OPERATORS)} operator(s) but {counts[END]} "
+                                 f"closing {END!r}: a cut-off or malformed expression", line=line)
+            rows.append((tokens, label))
+    if not rows:
+        raise file_error(path, "holds no rows")
     return rows
 
 
@@ -166,6 +191,7 @@ class LRAListOps(SequenceTask):
     classifier's [CLS] the encoder sees at most `max_length` positions (bind SEQ_LEN to it).
     Reads `basic_{train,val,test}.tsv` from `data_dir` (or $LRA_DATA/listops-1000) when
     present, else generates with LRA's settings (96,000 / 2,000 / 2,000) and caches the arrays.
+    A malformed released file is a ConfigError naming the file and line (`read_tsv`).
     """
 
     def __init__(self, *, data_dir: str | None = None, max_length: int = 2000, min_length: int = 500,
@@ -179,7 +205,8 @@ class LRAListOps(SequenceTask):
         self.num_classes = 10
         folder = release_dir(data_dir, "listops-1000",
                              lambda d: all(os.path.isfile(os.path.join(d, f)) for f in RELEASED_FILES.values()),
-                             "LRAListOps.data_dir (basic_train.tsv, basic_val.tsv, basic_test.tsv)")
+                             "LRAListOps.data_dir (basic_train.tsv, basic_val.tsv, basic_test.tsv)",
+                             expected=tuple(RELEASED_FILES.values()))
         if folder:
             for split, name in RELEASED_FILES.items():
                 self.splits[split] = self._arrays(read_tsv(os.path.join(folder, name)), f" in {name}")
@@ -195,9 +222,11 @@ class LRAListOps(SequenceTask):
                       sizes=(num_train, num_eval, num_test), seed=data_seed, version=1)
 
         def build() -> dict[str, np.ndarray]:
-            examples = generate_examples(num_train + num_eval + num_test, min_length=min_length,
-                                         max_length=max_length, max_depth=max_depth, max_args=max_args,
-                                         seed=data_seed)
+            total = num_train + num_eval + num_test
+            with Progress("ListOps: generating expressions", total, unit="expressions") as progress:
+                examples = generate_examples(total, min_length=min_length, max_length=max_length,
+                                             max_depth=max_depth, max_args=max_args, seed=data_seed,
+                                             progress=progress)
             bounds = {"train": (0, num_train), "eval": (num_train, num_train + num_eval),
                       "test": (num_train + num_eval, len(examples))}
             out = {}
@@ -208,7 +237,7 @@ class LRAListOps(SequenceTask):
             return out
 
         folder = cache_dir(cache, "listops", params)
-        self.splits = split_by_key(cached_arrays(folder, build))
+        self.splits = split_by_key(cached_arrays(folder, build, what="ListOps"))
         self.describe(f"generated ListOps ({num_train:,} / {num_eval:,} / {num_test:,} examples, "
                       f"{min_length} < tokens < {max_length}, seed {data_seed}), cached in {folder}")
 

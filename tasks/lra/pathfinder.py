@@ -7,6 +7,7 @@ as uint8 arrays. There is no padding: black pixels are tokens like any other, ne
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import glob
 import os
 from typing import Any
@@ -16,6 +17,9 @@ import numpy as np
 
 from engine import summaries
 from engine.errors import ConfigError
+from engine.file_errors import file_error, parse_label, reading
+from tasks.common.cache import Progress
+from tasks.images.sources.files import read_image
 from tasks.lra import pathfinder_curves
 from tasks.lra.base import SequenceTask, cache_dir, cached_arrays, log, release_dir, split_by_key
 
@@ -29,45 +33,57 @@ def read_metadata(path: str) -> list[tuple[str, str, int]]:
     """(image subfolder, file name, label) rows of one `metadata/*.npy` file.
 
     The released files are text despite their name (one space-separated row per image:
-    subfolder, file, index, label, ...); a real .npy array of such rows is read as well.
+    subfolder, file, index, label, ...); a real .npy array of such rows is read as well. A row
+    with fewer than 4 fields or a label other than 0 / 1 is a ConfigError naming the file and
+    line (record, for an array); so is a file that cannot be read or decoded.
     """
-    with open(path, "rb") as handle:
+    with reading(path), open(path, "rb") as handle:
         raw = handle.read()
-    if raw.startswith(NUMPY_MAGIC):
-        rows = [[str(v) for v in row] for row in np.load(path, allow_pickle=False)]
-    else:
-        rows = [line.split() for line in raw.decode("utf-8").splitlines() if line.strip()]
-    try:
-        return [(row[0], row[1], int(row[3])) for row in rows]
-    except (IndexError, ValueError):
-        raise ConfigError(f"{path}: metadata rows must read 'subfolder file index label ...'") from None
+    with reading(path):
+        if raw.startswith(NUMPY_MAGIC):
+            rows = [(None, i, [str(v) for v in row]) for i, row in enumerate(np.load(path, allow_pickle=False))]
+        else:
+            rows = [(number, None, line.split()) for number, line in enumerate(raw.decode("utf-8").splitlines(), 1)
+                    if line.strip()]
+    out = []
+    for line, record, row in rows:
+        if len(row) < 4:
+            raise file_error(path, f"expected 'subfolder file index label ...', got {len(row)} field(s)",
+                             line=line, record=record)
+        out.append((row[0], row[1], parse_label(row[3], 2, path, line=line, record=record)))
+    return out
 
 
 def read_release(folder: str) -> tuple[np.ndarray, np.ndarray]:
     """All images of one released difficulty folder as (uint8 (n, H, W), labels).
 
-    Unreadable or empty images are skipped (the release has at least one empty PNG,
-    curv_baseline/imgs/0/sample_172.png, which S4's loader blacklists).
+    Missing, unreadable or empty images are skipped and counted in the log (the release has at
+    least one empty PNG, curv_baseline/imgs/0/sample_172.png, which S4's loader blacklists); an
+    image of another size than the first is a ConfigError naming both files.
     """
-    from PIL import Image
-
     rows = [row for meta in sorted(glob.glob(os.path.join(folder, "metadata", "*.npy")))
             for row in read_metadata(meta)]
-    images, labels, skipped = [], [], 0
-    for subfolder, name, label in rows:
-        try:
-            with Image.open(os.path.join(folder, subfolder, name)) as image:
-                images.append(np.asarray(image.convert("L"), dtype=np.uint8))
+    images, labels, skipped, first = [], [], 0, None
+    with Progress("Pathfinder: reading released images", len(rows), unit="images") as progress:
+        for subfolder, name, label in rows:
+            progress.update()
+            path = os.path.join(folder, subfolder, name)
+            try:
+                pixels = np.asarray(read_image(path, "L"), dtype=np.uint8)
+            except ConfigError:
+                skipped += 1
+                continue
+            if first is None:
+                first = (path, pixels.shape)
+            elif pixels.shape != first[1]:
+                raise file_error(path, f"is {pixels.shape[1]}x{pixels.shape[0]} pixels but {first[0]} is "
+                                 f"{first[1][1]}x{first[1][0]}; Pathfinder images must share one size")
+            images.append(pixels)
             labels.append(label)
-        except (OSError, ValueError):
-            skipped += 1
     if not images:
         raise ConfigError(f"no readable Pathfinder images listed in {folder}/metadata")
     if skipped:
-        log.warning("Pathfinder: skipped %d unreadable image(s) in %s", skipped, folder)
-    shapes = {image.shape for image in images}
-    if len(shapes) > 1:
-        raise ConfigError(f"Pathfinder images in {folder} have different sizes: {sorted(shapes)}")
+        log.warning("Pathfinder: skipped %d missing or unreadable image(s) in %s", skipped, folder)
     return np.stack(images), np.array(labels, dtype=np.int64)
 
 
@@ -78,14 +94,22 @@ def _generate_chunk(args: tuple) -> tuple[np.ndarray, np.ndarray]:
 
 def generate_images(style: pathfinder_curves.CurveStyle, seed: int, count: int,
                     workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Images 0 .. count - 1 of stream `seed`, drawn by `workers` processes (same result for any number)."""
+    """Images 0 .. count - 1 of stream `seed`, drawn by `workers` processes (same result for any
+    number), with progress (LRA's 200,000 images take hours on one process)."""
     chunk = 256
     jobs = [(style, seed, start, min(chunk, count - start)) for start in range(0, count, chunk)]
-    if workers > 1 and len(jobs) > 1:
-        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(_generate_chunk, jobs))
-    else:
-        parts = [_generate_chunk(job) for job in jobs]
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and len(jobs) > 1:
+            pool = stack.enter_context(concurrent.futures.ProcessPoolExecutor(workers))
+            drawn = pool.map(_generate_chunk, jobs)  # in order, as they finish
+        else:
+            drawn = map(_generate_chunk, jobs)
+        progress = stack.enter_context(Progress(f"Pathfinder: drawing {style.size}x{style.size} "
+                                                "images", count, unit="images"))
+        parts = []
+        for part in drawn:
+            parts.append(part)
+            progress.update(len(part[1]))
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
@@ -122,7 +146,8 @@ class LRAPathfinder(SequenceTask):
             count = len(glob.glob(os.path.join(folder, "metadata", "*.npy")))
             params = dict(folder=os.path.abspath(folder), metadata_files=count, seed=data_seed, version=1)
             arrays = cached_arrays(cache_dir(cache, "pathfinder-release", params),
-                                   lambda: self._split_release(*read_release(folder), data_seed))
+                                   lambda: self._split_release(*read_release(folder), data_seed),
+                                   what="Pathfinder (released images)")
             self.splits = split_by_key(arrays)
             if self.splits["train"]["tokens"].shape[1] != image_size ** 2:
                 raise ConfigError(f"the images in {folder} are not {image_size}x{image_size}; "
@@ -142,7 +167,7 @@ class LRAPathfinder(SequenceTask):
             return out
 
         folder = cache_dir(cache, f"pathfinder{image_size}-{difficulty}", params)
-        self.splits = split_by_key(cached_arrays(folder, build))
+        self.splits = split_by_key(cached_arrays(folder, build, what=f"Pathfinder {image_size}x{image_size}"))
         self.describe(f"generated Pathfinder {image_size}x{image_size} '{difficulty}' "
                       f"({style.contour_length} paddles per curve; {num_train:,} / {num_eval:,} / "
                       f"{num_test:,} images, seed {data_seed}), cached in {folder}")

@@ -12,7 +12,7 @@ import os
 import gin
 import numpy as np
 
-from engine.errors import ConfigError
+from engine.file_errors import file_error, parse_label, reading
 from tasks.lra import synthetic_documents
 from tasks.lra.base import ByteSequenceTask, byte_rows, release_dir
 
@@ -21,22 +21,23 @@ MAX_CHARACTERS = 10_000  # LRA cuts each text to this many characters before enc
 
 
 def read_pairs(path: str) -> tuple[list[bytes], list[bytes], np.ndarray]:
-    """(first texts, second texts, labels) of one AAN TSV file (no header, no quoting)."""
+    """(first texts, second texts, labels) of one AAN TSV file (no header, no quoting; blank
+    lines skipped). A row with other than 5 fields or a label that is not 0 or 1 ('1.0' reads as
+    1, '0.5' is refused) is a ConfigError naming the file and line; so is a file with no rows."""
     first, second, labels = [], [], []
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+    with reading(path), open(path, encoding="utf-8", errors="replace", newline="") as handle:
         for number, line in enumerate(handle, start=1):
             fields = line.rstrip("\r\n").split("\t")
             if fields == [""]:
                 continue
             if len(fields) != 5:
-                raise ConfigError(f"{path}, line {number}: expected 5 tab-separated fields "
-                                  f"(label, id1, id2, text1, text2), got {len(fields)}")
-            try:
-                labels.append(int(float(fields[0])))
-            except ValueError:
-                raise ConfigError(f"{path}, line {number}: the label {fields[0][:20]!r} is not a number") from None
+                raise file_error(path, f"expected 5 tab-separated fields (label, id1, id2, text1, text2), "
+                                 f"got {len(fields)}", line=number)
+            labels.append(parse_label(fields[0], 2, path, line=number))
             first.append(fields[3][:MAX_CHARACTERS].encode("utf-8"))
             second.append(fields[4][:MAX_CHARACTERS].encode("utf-8"))
+    if not labels:
+        raise file_error(path, "holds no rows")
     return first, second, np.array(labels, dtype=np.int64)
 
 
@@ -53,10 +54,12 @@ class LRARetrieval(ByteSequenceTask):
         self.num_classes = 2
         folder = release_dir(data_dir, "tsv_data",
                              lambda d: all(os.path.isfile(os.path.join(d, f)) for f in RELEASED_FILES.values()),
-                             "LRARetrieval.data_dir (new_aan_pairs.{train,eval,test}.tsv)")
+                             "LRARetrieval.data_dir (new_aan_pairs.{train,eval,test}.tsv)",
+                             expected=tuple(RELEASED_FILES.values()))
         if folder is None:
             self.use_stand_in(
-                lambda rng, n: synthetic_documents.matching_documents(rng, n, max_length),
+                lambda rng, n, progress: synthetic_documents.matching_documents(rng, n, max_length,
+                                                                                progress=progress),
                 {"train": num_train, "eval": num_eval, "test": num_test}, data_seed,
                 "no AAN files found (set LRARetrieval.data_dir or $LRA_DATA/tsv_data); training on generated "
                 "byte-level 'synthetic citation pairs' that match when both documents carry the same topic "

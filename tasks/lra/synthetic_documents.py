@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import ConfigError
+from tasks.common.cache import Progress
 from tasks.lra.base import byte_rows
 
 LETTERS = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
@@ -63,11 +64,12 @@ def topic_lexicons(topic_words: int = 64, filler_words: int = 2000) -> tuple[lis
 
 
 def sentiment_documents(rng: np.random.Generator, count: int, length: int, *, cues: int = 5,
-                        cue_words: int = 16, filler_words: int = 2000) -> dict[str, np.ndarray]:
+                        cue_words: int = 16, filler_words: int = 2000,
+                        progress: Progress | None = None) -> dict[str, np.ndarray]:
     """Synthetic reviews: `cues` sentiment words (odd), the label is the majority polarity.
 
     The majority is drawn uniformly between a bare majority and unanimity, so a model must
-    weigh every cue in the document, not find one.
+    weigh every cue in the document, not find one. `progress` counts the documents.
     """
     positive, negative, filler = sentiment_lexicons(cue_words, filler_words)
     labels = rng.integers(0, 2, size=count)
@@ -79,15 +81,18 @@ def sentiment_documents(rng: np.random.Generator, count: int, length: int, *, cu
             polarities = [not p for p in polarities]
         chosen = [(positive if p else negative)[int(rng.integers(cue_words))] for p in polarities]
         texts.append(document(rng, length, filler, chosen))
+        if progress is not None:
+            progress.update()
     tokens, lengths = byte_rows(texts, length)
     return {"tokens": tokens, "length": lengths, "label": labels.astype(np.int64)}
 
 
 def matching_documents(rng: np.random.Generator, count: int, length: int, *, signature: int = 4,
-                       repeats: int = 2, topic_words: int = 64, filler_words: int = 2000) -> dict[str, np.ndarray]:
+                       repeats: int = 2, topic_words: int = 64, filler_words: int = 2000,
+                       progress: Progress | None = None) -> dict[str, np.ndarray]:
     """Synthetic citation pairs: each document carries a topic signature (`signature` words of
     a small topic lexicon, each `repeats` times); a pair matches (label 1) when both share it,
-    and does not when their signatures are disjoint."""
+    and does not when their signatures are disjoint. `progress` counts the pairs."""
     topics, filler = topic_lexicons(topic_words, filler_words)
     labels = rng.integers(0, 2, size=count)
     first, second = [], []
@@ -97,6 +102,8 @@ def matching_documents(rng: np.random.Generator, count: int, length: int, *, sig
         theirs = mine if label else [topics[i] for i in order[signature:2 * signature]]
         first.append(document(rng, length, filler, mine * repeats))
         second.append(document(rng, length, filler, theirs * repeats))
+        if progress is not None:
+            progress.update()
     tokens, lengths = byte_rows(first, length)
     tokens2, lengths2 = byte_rows(second, length)
     return {"tokens": tokens, "length": lengths, "tokens2": tokens2, "length2": lengths2,

@@ -226,7 +226,9 @@ def _subset(scene, chosen: np.ndarray):
 @gin.configurable
 class FilesFewShot(FewShotSource):
     """Real downstream data: an image folder (one sub-folder per class) or CIFAR binary batches,
-    read with tasks.images.sources.files; the pool and the test set come from `pool_path` / `test_path`."""
+    read with tasks.images.sources.files; the pool and the test set come from `pool_path` / `test_path`,
+    which must hold the same classes. Unreadable files, bad labels and mixed image sizes are
+    ConfigErrors naming the file, raised when the evaluator loads its sources, before training."""
 
     distance = "far"
 
@@ -239,9 +241,12 @@ class FilesFewShot(FewShotSource):
         self.num_classes = 0  # known once read
 
     def split(self, part, per_class, image_size):
-        from tasks.images.sources.files import read_images
-        images, labels = read_images(self.pool_path if part == "pool" else self.test_path, self.file_format)
-        self.num_classes = max(self.num_classes, int(labels.max()) + 1)
+        from tasks.images.sources.files import read_images, require_same_classes
+        images, labels, classes = read_images(self.pool_path if part == "pool" else self.test_path, self.file_format)
+        other = read_images(self.test_path if part == "pool" else self.pool_path, self.file_format)[2]  # read once: cached
+        require_same_classes(f"FilesFewShot {self.name!r}", (self.pool_path, classes if part == "pool" else other),
+                             (self.test_path, other if part == "pool" else classes))
+        self.num_classes = len(classes)
         chosen = take_per_class(labels, per_class, [self.seed, split_id(part)])
         pixels = images[chosen].astype(np.float32) / 255.0
         if pixels.shape[-1] != image_size:

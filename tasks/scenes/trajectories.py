@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import time
 
 import gin
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 from engine.errors import ConfigError, require, require_int
 from engine.files import atomic_path
 from models.layers.cameras import camera_rays, pixel_centres
-from tasks.common.cache import cache_root
+from tasks.common.cache import Progress, announce_cache, cache_root
 from tasks.scenes.camera_paths import CameraPath, furnish, sample_path
 from tasks.scenes.rooms import FLOOR_COLOURS, Room, cast_rays, sample_room_shell
 
@@ -143,7 +144,12 @@ class ProceduralRooms(SceneSource):
 
     def render(self) -> SceneTrajectories:
         rooms = [self.room(i) for i in range(self.count)]
-        rendered = [render_path(room, path, self.resolution, self.intrinsics) for room, path in rooms]
+        rendered = []
+        what = f"ProceduralRooms: rendering {self.frames} frames of {self.resolution}x{self.resolution} per room"
+        with Progress(what, self.count, unit="rooms") as progress:
+            for room, path in rooms:
+                rendered.append(render_path(room, path, self.resolution, self.intrinsics))
+                progress.update()
         return SceneTrajectories(
             rgb=np.stack([r for r, _ in rendered]).astype(np.float32),
             depth=np.stack([d for _, d in rendered]).astype(np.float32),
@@ -162,8 +168,10 @@ class ProceduralRooms(SceneSource):
             if os.path.isfile(path):
                 self._scenes = _read_cache(path)
             else:
+                started = time.monotonic()
                 self._scenes = self.render()
                 _write_cache(path, self._scenes)
+                announce_cache(path, started, "ProceduralRooms")
         return self._scenes
 
 

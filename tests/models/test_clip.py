@@ -129,3 +129,74 @@ def test_hugging_face_loader_matches_transformers(tmp_path):
         expected_text = torch.nn.functional.normalize(projected(reference.get_text_features(input_ids=tokens)), dim=-1)
         assert torch.allclose(ours.encode_image(images), expected_image, atol=1e-5)
         assert torch.allclose(ours.encode_text(tokens), expected_text, atol=1e-5)
+
+
+def saved_tiny_hf_clip(path) -> str:
+    save_hf_clip(build(read_config(write_config(os.path.join(path, "spec"), TINY_HF))), str(path))
+    return str(path)
+
+
+def test_a_damaged_config_json_names_the_file_line_and_key(tmp_path):
+    from tests.helpers import config_error
+    folder = saved_tiny_hf_clip(tmp_path / "clip")
+    config_file = os.path.join(folder, "config.json")
+    cut = open(config_file).read()[:300]  # a copy cut short
+    with open(config_file, "w") as handle:
+        handle.write(cut)
+    with config_error(f"{config_file}, line {cut.count(chr(10)) + 1}: is not valid JSON", "truncated?"):
+        load_hf_clip(folder)
+    broken = json.loads(json.dumps(TINY_HF))
+    broken["vision_config"]["hidden_size"] = "16"
+    write_config(folder, broken)
+    with config_error(config_file, "vision_config.hidden_size must be an integer >= 1, got '16'"):
+        load_hf_clip(folder)
+
+
+def test_truncated_weights_or_weights_of_another_shape_are_one_clear_error(tmp_path):
+    from tests.helpers import config_error
+    folder = saved_tiny_hf_clip(tmp_path / "clip")
+    weights = os.path.join(folder, "model.safetensors")
+    whole = open(weights, "rb").read()
+    with open(weights, "wb") as handle:
+        handle.write(whole[:len(whole) - 64])
+    with config_error(weights, "cannot be read"):
+        load_hf_clip(folder)
+    with open(weights, "wb") as handle:
+        handle.write(whole)
+    wider = json.loads(json.dumps(TINY_HF))
+    wider["text_config"]["vocab_size"] = 31  # config.json no longer matches the tensors
+    write_config(folder, wider)
+    with config_error("text_model.embeddings.token_embedding.weight has shape [30, 16]",
+                      "config.json implies [31, 16]"):
+        load_hf_clip(folder)
+
+
+def test_sharded_and_legacy_weights_name_the_bad_file(tmp_path):
+    from safetensors.torch import load_file
+    from tests.helpers import config_error
+    folder = saved_tiny_hf_clip(tmp_path / "clip")
+    tensors = load_file(os.path.join(folder, "model.safetensors"))
+    os.remove(os.path.join(folder, "model.safetensors"))
+    index = os.path.join(folder, "model.safetensors.index.json")
+    with open(index, "w") as handle:
+        json.dump({"weight_map": {name: "model-00001-of-00002.safetensors" for name in tensors}}, handle)
+    with config_error(os.path.join(folder, "model-00001-of-00002.safetensors"), "no such file", "a shard listed in"):
+        load_hf_clip(folder)
+    with open(index, "w") as handle:
+        handle.write('{"weight_map": {"logit')
+    with config_error(index, 'is not a safetensors index (no "weight_map"'):
+        load_hf_clip(folder)
+    os.remove(index)
+    legacy = os.path.join(folder, "pytorch_model.bin")
+    torch.save(tensors, legacy)
+    with open(legacy, "r+b") as handle:
+        handle.truncate(os.path.getsize(legacy) // 2)
+    with config_error(legacy, "cannot be read"):
+        load_hf_clip(folder)
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.getcwd, ())
+    torch.save({"logit_scale": RunsCode()}, legacy)
+    with config_error(legacy, "cannot be read", "Weights only load failed"):  # refused, nothing ran
+        load_hf_clip(folder)

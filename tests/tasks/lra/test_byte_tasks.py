@@ -30,7 +30,8 @@ def test_imdb_layout_round_trips_and_test_doubles_as_eval(tmp_path):
     for (split, polarity), texts in reviews.items():
         os.makedirs(tmp_path / "aclImdb" / split / polarity)
         for i, text in enumerate(texts):
-            (tmp_path / "aclImdb" / split / polarity / f"{i}_7.txt").write_text(text, encoding="utf-8")
+            rating = 7 if polarity == "pos" else 2  # IMDb names: <id>_<rating>.txt
+            (tmp_path / "aclImdb" / split / polarity / f"{i}_{rating}.txt").write_text(text, encoding="utf-8")
     task = LRAText(data_dir=str(tmp_path), max_length=16)
     assert task.splits["train"]["label"].tolist() == [0, 1, 1]  # neg first, files sorted
     assert decoded(task, "train", 2) == "Loved it, ünïcode".encode()[:16]
