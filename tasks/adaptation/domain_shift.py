@@ -19,6 +19,7 @@ from tasks.images.sources.digits import digits
 from tasks.images.sources.transforms import rotate
 
 SOURCE, TARGET = "source", "target"
+VALIDATION = "target_validation"  # labelled target examples for model selection, disjoint from the test set
 Arrays = dict[str, np.ndarray]
 
 
@@ -36,13 +37,27 @@ def interpolate(source: Sequence[float], target: Sequence[float], position: floa
     return (1 - position) * np.asarray(source, dtype=np.float64) + position * np.asarray(target, dtype=np.float64)
 
 
+def validation_rng(data_seed: int) -> np.random.Generator:
+    """A stream of its own for the validation split, so adding one changes no other draw."""
+    return np.random.default_rng([data_seed, 1])
+
+
+def split_off(arrays: Arrays, size: int, rng: np.random.Generator) -> tuple[Arrays, Arrays]:
+    """(`size` examples chosen by `rng`, the rest), each in the original order."""
+    order = rng.permutation(len(next(iter(arrays.values()))))
+    chosen, rest = np.sort(order[:size]), np.sort(order[size:])
+    return {k: v[chosen] for k, v in arrays.items()}, {k: v[rest] for k, v in arrays.items()}
+
+
 class DomainShiftTask(ArrayClassificationTask):
     """Domains in shift order, each with a training pool and a held-out test set.
 
     `train` (the split plain `train` runs on) is the labelled pool of `train_domain`: 'source'
     for source-only training, 'target' for the target oracle. Every domain's test set is an
     evaluation split named after the domain. The adaptation programs read unlabelled pools
-    through `unlabelled_pool`, so target labels never reach their training batches.
+    through `unlabelled_pool`, so target labels never reach their training batches. With
+    `validation_size > 0` a family adds `target_validation`: labelled target examples, disjoint
+    from the target's test set, so a study selects on them and reads the test set once.
     """
 
     def __init__(self, *, train_domain: str) -> None:
@@ -50,12 +65,15 @@ class DomainShiftTask(ArrayClassificationTask):
         self.train_domain = train_domain
         self.pools: dict[str, Arrays] = {}
 
-    def _set_domains(self, pools: dict[str, Arrays], tests: dict[str, Arrays]) -> None:
+    def _set_domains(self, pools: dict[str, Arrays], tests: dict[str, Arrays],
+                     validation: Arrays | None = None) -> None:
         """Install the domains (in shift order); called once by each subclass's constructor."""
         require(self.train_domain in pools, f"{type(self).__name__}.train_domain = {self.train_domain!r} "
                 f"is not a domain; choose from {list(pools)}")
         self.pools = pools
         self.splits = {"train": pools[self.train_domain], **tests}
+        if validation is not None:
+            self.splits[VALIDATION] = validation
 
     @property
     def domains(self) -> list[str]:
@@ -67,8 +85,8 @@ class DomainShiftTask(ArrayClassificationTask):
 
     @property
     def eval_splits(self) -> list[str]:
-        """One evaluation split per domain, in shift order."""
-        return self.domains
+        """One evaluation split per domain, in shift order, then the target validation split if any."""
+        return self.domains + ([VALIDATION] if VALIDATION in self.splits else [])
 
     def unlabelled_pool(self, domain: str) -> Arrays:
         """The training inputs of `domain` without their labels."""
@@ -87,13 +105,15 @@ class RotatedDigits(DomainShiftTask):
 
     Each domain rotates every image by an angle drawn uniformly from its range; the source and
     target pools (and each intermediate pool) are disjoint sets of training digits, while the
-    test sets rotate the same held-out digits by each domain's angles.
+    test sets rotate the same held-out digits by each domain's angles. The pools use all but 2
+    training digits, so `validation_size` target digits come out of the target's test set (which
+    shrinks by as many; the other domains' test sets keep every held-out digit).
     """
 
     def __init__(self, *, source_angles: tuple[float, float] = (0.0, 5.0),
                  target_angles: tuple[float, float] = (55.0, 60.0), intermediate_domains: int = 4,
                  pool_size: int = 450, intermediate_pool_size: int = 89, image_size: int = 16,
-                 train_domain: str = SOURCE, data_seed: int = 0) -> None:
+                 train_domain: str = SOURCE, validation_size: int = 0, data_seed: int = 0) -> None:
         super().__init__(train_domain=train_domain)
         source = require_interval(source_angles, "RotatedDigits.source_angles", integer=False)
         target = require_interval(target_angles, "RotatedDigits.target_angles", integer=False)
@@ -124,7 +144,12 @@ class RotatedDigits(DomainShiftTask):
                            "label": train_labels[chosen]}
             tests[name] = {"image": rotate(test_images, rng.uniform(lo, hi, len(test_labels))),
                            "label": test_labels}
-        self._set_domains(pools, tests)
+        validation = None
+        if require_int(validation_size, "RotatedDigits.validation_size", low=0):
+            require(validation_size < len(test_labels), f"RotatedDigits.validation_size must leave target test "
+                    f"digits: there are {len(test_labels)} held-out digits, got {validation_size}")
+            validation, tests[TARGET] = split_off(tests[TARGET], validation_size, validation_rng(data_seed))
+        self._set_domains(pools, tests, validation)
         self.num_classes = 10
 
 
@@ -141,7 +166,8 @@ class RotatedMoons(DomainShiftTask):
     def __init__(self, *, source_angles: tuple[float, float] = (0.0, 5.0),
                  target_angles: tuple[float, float] = (70.0, 80.0), intermediate_domains: int = 4,
                  pool_size: int = 500, intermediate_pool_size: int = 500, test_size: int = 1000,
-                 noise: float = 0.1, train_domain: str = SOURCE, data_seed: int = 0) -> None:
+                 noise: float = 0.1, train_domain: str = SOURCE, validation_size: int = 0,
+                 data_seed: int = 0) -> None:
         super().__init__(train_domain=train_domain)
         from sklearn.datasets import make_moons
         source = require_interval(source_angles, "RotatedMoons.source_angles", integer=False)
@@ -161,7 +187,14 @@ class RotatedMoons(DomainShiftTask):
                 points, labels = make_moons(n, noise=noise, random_state=int(rng.integers(2**31)))
                 where[name] = {"inputs": self._rotate(points, rng.uniform(lo, hi, n)),
                                "label": labels.astype(np.int64)}
-        self._set_domains(pools, tests)
+        validation = None
+        if require_int(validation_size, "RotatedMoons.validation_size", low=0):
+            extra = validation_rng(data_seed)  # fresh target examples, drawn as the target's test set is
+            lo, hi = interpolate(source, target, 1.0)
+            points, labels = make_moons(validation_size, noise=noise, random_state=int(extra.integers(2**31)))
+            validation = {"inputs": self._rotate(points, extra.uniform(lo, hi, validation_size)),
+                          "label": labels.astype(np.int64)}
+        self._set_domains(pools, tests, validation)
         self.num_classes = 2
 
     @staticmethod
@@ -187,7 +220,7 @@ class ShiftedShapes(DomainShiftTask):
                  target_blur: float = 0.7, source_color_shift: Sequence[float] = (0.0, 0.0, 0.0),
                  target_color_shift: Sequence[float] = (-0.35, 0.2, 0.2), intermediate_domains: int = 4,
                  pool_size: int = 600, intermediate_pool_size: int = 600, test_size: int = 600,
-                 train_domain: str = SOURCE, data_seed: int = 0) -> None:
+                 train_domain: str = SOURCE, validation_size: int = 0, data_seed: int = 0) -> None:
         super().__init__(train_domain=train_domain)
         source = require_interval(source_scale, "ShiftedShapes.source_scale", integer=False)
         target = require_interval(target_scale, "ShiftedShapes.target_scale", integer=False)
@@ -212,5 +245,12 @@ class ShiftedShapes(DomainShiftTask):
                 scene = shapes.sample_scenes(rng, n, textures=1, scale=scale)
                 images = shapes.render(scene, image_size, color_shift=colour)
                 where[name] = {"image": shapes.blur(images, blur), "label": scene.shape[:, 0].astype(np.int64)}
-        self._set_domains(pools, tests)
+        validation = None
+        if require_int(validation_size, "ShiftedShapes.validation_size", low=0):
+            extra = validation_rng(data_seed)  # fresh target examples, drawn as the target's test set is
+            scene = shapes.sample_scenes(extra, validation_size, textures=1, scale=tuple(interpolate(source, target, 1.0)))
+            images = shapes.render(scene, image_size, color_shift=interpolate(source_color_shift, target_color_shift, 1.0))
+            validation = {"image": shapes.blur(images, float(interpolate([source_blur], [target_blur], 1.0)[0])),
+                          "label": scene.shape[:, 0].astype(np.int64)}
+        self._set_domains(pools, tests, validation)
         self.num_classes = len(shapes.SHAPES)

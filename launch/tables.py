@@ -1,0 +1,262 @@
+"""Tables generated from results/, never copied by hand.
+
+A page marks each generated block:
+
+    <!-- results:gift/moons/cpu claims -->
+    ...generated text...
+    <!-- /results -->
+
+`results:` is followed by one or more results files (paths under results/ without `.json`, joined by
+commas) and a view: `full`, `table` (the arms), `claims` (one study), `summary` (arms x studies) or
+`verdicts` (claims x studies). Several files share a block only when they come from the same budget
+and the same machine.
+
+    python launch/tables.py            # rewrite every block in README.md and docs/*.md
+    python launch/tables.py --check    # exit 1 and name every block that differs from results/
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+from typing import Any, Mapping, Sequence
+
+from engine.config import REPO_ROOT
+from engine.files import write_atomically
+
+RESULTS = os.path.join(REPO_ROOT, "results")
+MARKER = re.compile(r"(^<!-- results:(?P<keys>[\w./,-]+)(?:\s+(?P<view>\w+))?\s*-->\n)(?P<body>.*?)(^<!-- /results -->)",
+                    re.S | re.M)
+FENCE = re.compile(r"^```.*?^```", re.S | re.M)  # a marker shown inside a code block is an example
+VIEWS = ("full", "table", "claims", "summary", "verdicts")
+
+
+class TableError(Exception):
+    """A block that cannot be generated: a missing results file, an unknown view, or results
+    from different budgets or machines in one table."""
+
+
+def default_pages() -> list[str]:
+    return [os.path.join(REPO_ROOT, "README.md"), *sorted(glob.glob(os.path.join(REPO_ROOT, "docs", "*.md")))]
+
+
+def load(key: str, root: str = RESULTS) -> dict[str, Any]:
+    path = os.path.join(root, key + ".json")
+    if not os.path.exists(path):
+        raise TableError(f"results file {os.path.relpath(path, REPO_ROOT)} does not exist")
+    with open(path) as handle:
+        return json.load(handle)
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+def _decimals(results: Mapping[str, Any]) -> int:
+    return 1 if results["scale"] >= 100 else 3
+
+
+def number(value: float | None, results: Mapping[str, Any], signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return format(value * results["scale"], f"{'+' if signed else ''}.{_decimals(results)}f")
+
+
+def interval(summary: Mapping[str, Any], results: Mapping[str, Any], signed: bool = False) -> str:
+    """'mean [low, high]' (the 95% t interval), or the mean alone for one seed."""
+    text = number(summary["mean"], results, signed)
+    if summary.get("low") is None:
+        return text
+    return f"{text} [{number(summary['low'], results, signed)}, {number(summary['high'], results, signed)}]"
+
+
+def markdown(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _value(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+# --- views ---------------------------------------------------------------------------------
+
+def arms_table(results: Mapping[str, Any]) -> str:
+    declared = sorted({key for arm in results["arms"] for key in arm["declared"]})
+    metric = f"{results['report_split']} {results['metric']}{' (' + results['unit'] + ')' if results['unit'] else ''}"
+    header = ["arm", f"{metric}, mean [95% CI]", "seeds", f"{results['select_split']} (selects)", "selected",
+              *declared]
+    rows = []
+    for arm in results["arms"]:
+        selected = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in arm["selected"].items()) or "untuned"
+        rows.append([arm["label"], interval(arm["summary"], results), str(arm["summary"]["n"]),
+                     number(arm["select_summary"]["mean"], results), selected,
+                     *(_value(arm["budget"].get(key, "")) for key in declared)])
+    text = markdown(rows, header)
+    reasons = [f"- {arm['label']}: {key}: {why}" for arm in results["arms"] for key, why in arm["declared"].items()]
+    if reasons:
+        text += "\nDeclared budget differences (every other budget entry is equal across arms):\n" + \
+                "\n".join(reasons) + "\n"
+    return text
+
+
+def claims_table(results: Mapping[str, Any]) -> str:
+    unit = "points" if results["scale"] == 100 else results["metric"]
+    header = ["claim", f"difference ({unit}), mean [95% CI]", "wins", "verdict", "report-split SE vs effect/3"]
+    rows = []
+    for claim in results["claims"]:
+        resolution = claim.get("resolution")
+        if resolution:
+            se = (f"{number(resolution['se'], results)} vs {number(resolution['effect_third'], results)}: "
+                  + ("resolves it" if resolution["adequate"] else "too small to resolve it")
+                  + f" ({resolution['examples']:,} examples)")
+        else:
+            se = "n/a"
+        rows.append([claim["text"], interval(claim["difference"], results, signed=True),
+                     f"{claim['wins']}/{len(claim['seeds'])}", f"**{claim['verdict']}**", se])
+    return markdown(rows, header)
+
+
+def header_lines(results: Mapping[str, Any]) -> list[str]:
+    budget, prov = results["budget"], results["provenance"]
+    sweep = "; ".join(f"{axis} in {{{', '.join(values)}}}" for axis, values in budget["sweep"].items())
+    seeds = ",".join(map(str, budget["seeds"]))
+    tuning = ",".join(map(str, budget["tuning_seeds"]))
+    versions = "; ".join(f"torch {v['torch']}" + (f", CUDA {v['cuda']}" if v.get("cuda") else "")
+                         for v in prov["versions"])
+    commits = ", ".join(c[:10] for c in prov["commits"]) + (" (uncommitted changes)" if prov["dirty"] else "")
+    lines = [f"Budget `{budget['name']}`" + (f" ({budget['note']})" if budget["note"] else "")
+             + f"; seeds {seeds}, paired across arms (same data order and starting model)."]
+    if sweep:
+        lines.append(f"Tuning: {sweep}, the same values for every tuned arm, scored on `{results['select_split']}` "
+                     f"over seeds {tuning}; `{results['report_split']}` is read once, for the selected configuration.")
+    lines.append(f"Machine: {results['machine']}, {'/'.join(map(str, prov['threads']))} thread(s) per run; "
+                 f"{versions}; commit {commits}; {prov['runs']} runs in the table ({prov['wall_s'] / 60:.1f} min) "
+                 f"and {prov['tuning_runs']} other sweep runs ({prov['tuning_wall_s'] / 60:.1f} min).")
+    lines += [f"Command: `{command}`" for command in prov["commands"]]
+    return lines
+
+
+def full(results: Mapping[str, Any]) -> str:
+    parts = [f"# {results['title']}", "", *[line + "  " for line in header_lines(results)], ""]
+    parts += [note for note in results["notes"]] + ([""] if results["notes"] else [])
+    parts += ["## Arms", "", arms_table(results), "## Claims", "", claims_table(results)]
+    return "\n".join(parts)
+
+
+def _same_table(many: Sequence[Mapping[str, Any]]) -> None:
+    budgets = {r["budget"]["name"] for r in many}
+    machines = {r["machine"] for r in many}
+    if len(budgets) > 1 or len(machines) > 1:
+        raise TableError(f"results from different budgets {sorted(budgets)} or machines {sorted(machines)} "
+                         "cannot share a table")
+
+
+def _column(results: Mapping[str, Any]) -> str:
+    return results["study"].split("/")[-1]
+
+
+def summary_table(many: Sequence[Mapping[str, Any]]) -> str:
+    """Arms (rows, by label) x studies (columns): report metric, mean [95% CI]."""
+    _same_table(many)
+    labels = list(dict.fromkeys(arm["label"] for r in many for arm in r["arms"]))
+    rows = []
+    for label in labels:
+        row = [label]
+        for results in many:
+            arm = next((a for a in results["arms"] if a["label"] == label), None)
+            row.append(interval(arm["summary"], results) if arm else "")
+        rows.append(row)
+    return markdown(rows, ["arm", *(_column(r) for r in many)])
+
+
+def verdicts_table(many: Sequence[Mapping[str, Any]]) -> str:
+    """Claims (rows, by text) x studies: paired difference [95% CI], wins, verdict."""
+    _same_table(many)
+    texts = list(dict.fromkeys(claim["text"] for r in many for claim in r["claims"]))
+    rows = []
+    for text in texts:
+        row = [text]
+        for results in many:
+            claim = next((c for c in results["claims"] if c["text"] == text), None)
+            row.append(f"{interval(claim['difference'], results, signed=True)}, {claim['wins']}/{len(claim['seeds'])}: "
+                       f"**{claim['verdict']}**" if claim else "")
+        rows.append(row)
+    return markdown(rows, ["claim", *(_column(r) for r in many)])
+
+
+def render(many: Sequence[Mapping[str, Any]], view: str = "table") -> str:
+    if view not in VIEWS:
+        raise TableError(f"unknown view {view!r}; views: {VIEWS}")
+    if view in ("summary", "verdicts"):
+        return (summary_table if view == "summary" else verdicts_table)(many)
+    if len(many) != 1:
+        raise TableError(f"view {view!r} shows one study; use 'summary' or 'verdicts' for several")
+    return {"full": full, "table": arms_table, "claims": claims_table}[view](many[0])
+
+
+# --- the markers ---------------------------------------------------------------------------
+
+def blocks(text: str) -> list[re.Match]:
+    """The marked blocks of a page, outside code blocks."""
+    fences = [m.span() for m in FENCE.finditer(text)]
+    return [m for m in MARKER.finditer(text) if not any(a <= m.start() < b for a, b in fences)]
+
+
+def generated(match: re.Match, root: str = RESULTS) -> str:
+    """What a marked block should hold, markers included."""
+    many = [load(key, root) for key in match.group("keys").split(",")]
+    return match.group(1) + render(many, match.group("view") or "table") + match.group(5)
+
+
+def regenerate(text: str, root: str = RESULTS) -> str:
+    """`text` with every marked block rewritten from the results under `root`."""
+    out, last = [], 0
+    for match in blocks(text):
+        out += [text[last:match.start()], generated(match, root)]
+        last = match.end()
+    return "".join(out) + text[last:]
+
+
+def stale(pages: Sequence[str], root: str = RESULTS) -> list[str]:
+    """The pages whose marked blocks differ from what `root` generates (each with the block's key)."""
+    found = []
+    for page in pages:
+        with open(page) as handle:
+            text = handle.read()
+        for match in blocks(text):
+            if generated(match, root) != match.group(0):
+                found.append(f"{os.path.relpath(page, REPO_ROOT)}: results:{match.group('keys')}")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pages", nargs="*", help="markdown files (default: README.md and docs/*.md)")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block is stale")
+    parser.add_argument("--results", default=RESULTS, help="the results folder")
+    args = parser.parse_args(argv)
+    pages = args.pages or default_pages()
+    try:
+        if args.check:
+            found = stale(pages, args.results)
+            for entry in found:
+                print(f"stale: {entry} (run python launch/tables.py)", file=sys.stderr)
+            return 1 if found else 0
+        for page in pages:
+            with open(page) as handle:
+                text = handle.read()
+            new = regenerate(text, args.results)
+            if new != text:
+                write_atomically(page, new)
+                print(f"rewrote the generated blocks of {os.path.relpath(page, REPO_ROOT)}")
+    except TableError as error:
+        print(f"tables: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
