@@ -17,6 +17,8 @@ GIN_ARGUMENT = re.compile(r"--gin[ =]+([^\s'\"`),;\]]+)")
 # gin/...gin anywhere in the text (commands, tables, prose); `{a,b}` and `<placeholder>` allowed.
 GIN_PATH = re.compile(r"(?<![\w/.-])(gin/(?:[\w./*<>-]|\{[\w,]+\})*\.gin)\b")
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z_]*(\.gin)?$|\.\.\.")  # FILE, MORE.gin, ...
+# A file the page itself creates: a fenced block whose first line is `# path/to/file`.
+CREATED = re.compile(r"^```\w*\n# (\S+)\n", re.M)
 
 
 def expand(path: str) -> list[str]:
@@ -40,8 +42,9 @@ def named_paths(page: str) -> list[tuple[str, str]]:
         if re.match(r"^[a-z]+:", target) or target.startswith("#"):
             continue  # a URL or an anchor on the same page
         found.append((target, os.path.join(REPO, os.path.dirname(page), target.split("#")[0])))
+    created = set(CREATED.findall(text))
     for argument in GIN_ARGUMENT.findall(text):
-        if argument.endswith(".gin") and not PLACEHOLDER.search(argument):
+        if argument.endswith(".gin") and not PLACEHOLDER.search(argument) and argument not in created:
             found.append((argument, os.path.join(REPO, argument)))
     for path in GIN_PATH.findall(text):
         found.append((path, os.path.join(REPO, path)))

@@ -1,11 +1,11 @@
-"""Hyper-UT at CPU scale: five C-PVR models and ViT vs HyperU-ViT on two image sets.
+"""Hyper-UT at CPU scale: six C-PVR models and ViT vs U-ViT vs HyperU-ViT on two image sets.
 
     python launch/reproduce.py hyperut [--seeds 0,1] [--steps N] [--image-steps N] [--only cpvr|images]
                                        [--jobs 16] [--bind 'LENGTH = 24']
 
-C-PVR: Transformer, UT, UT+ACT, Hyper and Hyper-UT train with the same budget and seeds on the
-training hops of gin/hyperut/cpvr_hops.gin and are evaluated on every hop count; the table gives
-per-hop accuracy, the accuracy on examples the chain-free shortcut gets wrong, and mean ponder
+C-PVR: Transformer, UT, UT+ACT, Hyper (FFN), Hyper-UT (FFN) and Hyper-UT train with the same
+budget and seeds on the training hops of gin/hyperut/cpvr_hops.gin and are evaluated on every hop
+count; the table gives per-hop accuracy, the accuracy on examples the chain-free shortcut gets wrong, and mean ponder
 steps, in and out of the training range. Images: ViT vs U-ViT vs HyperU-ViT on scikit-learn
 digits and on textured shapes: accuracy, average layers used and measured FLOPs per image
 (halted images really leave the batch, so the FLOP counter sees the saving).
@@ -228,7 +228,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--image-steps", type=int, default=0,
                         help="image steps per run (0: 1,000 on digits, 600 on textured shapes)")
     parser.add_argument("--only", choices=["cpvr", "images"])
-    parser.add_argument("--models", default="", help="comma-separated C-PVR model names (default: all five)")
+    parser.add_argument("--models", default="", help="comma-separated C-PVR model names (default: all six)")
     parser.add_argument("--bind", action="append", default=[],
                         help="extra gin binding for every C-PVR run, e.g. 'LENGTH = 24' (repeatable)")
     parser.add_argument("--image-tasks", default="", help="comma-separated: digits,textured (default: both)")
