@@ -103,7 +103,7 @@ def parse(files: Sequence[str], bindings: Sequence[str] = (), *, gin_dirs: Seque
         raise
     except tokenize.TokenError as error:
         raise ConfigError(f"gin syntax error in a --bind: {error.args[0]} (an unclosed bracket or quote?)") from None
-    except (ValueError, SyntaxError, OSError, TypeError, KeyError) as error:
+    except (ValueError, SyntaxError, OSError, TypeError, KeyError, ImportError) as error:
         raise translate_gin_error(error) from None
 
 
@@ -128,12 +128,15 @@ def reset() -> None:
 
 
 def format_error(error: BaseException) -> str:
-    """One readable message: gin's 'In call to configurable' trail becomes '(while building X)'."""
+    """One readable message: gin's 'In call to configurable' trail becomes '(while building X in
+    Y)', the innermost component and the outermost one (a core inside the model that holds it)."""
     lines = str(error).splitlines()
     trail = [re.search(r"In call to configurable '([^']+)'", line) for line in lines]
     built = [m.group(1) for m in trail if m and m.group(1) not in ("run", "train", "macro")]
     message = "\n".join(line for line, m in zip(lines, trail) if not m).strip()
-    return message + (f" (while building {built[0]})" if built else "")
+    if not built:
+        return message
+    return message + f" (while building {built[0]}" + (f" in {built[-1]})" if built[-1] != built[0] else ")")
 
 
 def registered_names() -> list[str]:
@@ -169,7 +172,19 @@ def translate_gin_error(error: BaseException) -> ConfigError:
     if isinstance(error, SyntaxError) and not isinstance(error, ConfigError):
         where = f"{error.filename}, line {error.lineno}" if error.filename else f"line {error.lineno}"
         detail = (error.text or "").strip()
+        bare = re.search(r"Failed to parse token '([^']*)'", f"{error.msg}\n{detail}")
+        if bare and "malformed node or string" in error.msg:
+            # gin reads values as Python literals: a bare word is neither a literal nor a @reference.
+            statement = detail.splitlines()[-1].split(":", 1)[-1].strip()
+            origin = "a --bind" if not error.filename or error.filename == "<string>" else where
+            return ConfigError(f"value {bare.group(1)!r} in {statement!r} ({origin}) is not a number, list, "
+                               f"@reference or quoted string: strings need quotes, e.g. '{bare.group(1)}'")
         return ConfigError(f"gin syntax error in {where}: {error.msg}" + (f": {detail}" if detail else ""))
+    if isinstance(error, ImportError):
+        match = re.search(r'In file "([^"]+)", line (\d+)', text)
+        where = f" ({os.path.relpath(match.group(1))}, line {match.group(2)})" if match else ""
+        return ConfigError(f"a gin `import` failed{where}: {text.splitlines()[0]}; install the package, "
+                           "or remove the import (registered components need none)")
     location = ""
     match = re.search(r'In file "([^"]+)", line (\d+)', text)
     if match:
@@ -204,6 +219,66 @@ def translate_gin_error(error: BaseException) -> ConfigError:
         return ConfigError(f"gin include not found: {match.group(1)!r}{origin}; includes resolve relative "
                            f"to the including file and to {os.path.relpath(GIN_DIR)!r}.")
     return ConfigError(f"{first_line}{location}")
+
+
+_MISSING_ARGUMENT = re.compile(r"(\w+)(?:\.__init__)?\(\) missing \d+ required (?:keyword-only |positional )?"
+                               r"arguments?: (.+)")
+_UNEXPECTED_ARGUMENT = re.compile(r"(\w+)(?:\.__init__)?\(\) got an unexpected keyword argument '(\w+)'")
+
+
+def translate_call_error(error: TypeError) -> ConfigError | None:
+    """A configurable called without a required argument, or with one it does not take, as the
+    binding to add or remove; None for any other TypeError (a bug, not a configuration mistake)."""
+    first = str(error).splitlines()[0] if str(error) else ""
+    owner = _configurable_in(str(error))
+    match = _MISSING_ARGUMENT.match(first) or _UNEXPECTED_ARGUMENT.match(first)
+    if owner is None or match is None or match.group(1) != owner.rsplit(".", 1)[-1]:
+        return None  # raised inside the component, not by the call gin made
+    match = _MISSING_ARGUMENT.match(first)
+    if match:
+        names = ", ".join(f"{owner}.{name.strip(chr(39))}" for name in re.split(r", | and ", match.group(2)))
+        return ConfigError(f"missing required parameter: {names}. Bind it in a gin file or with --bind.")
+    match = _UNEXPECTED_ARGUMENT.match(first)
+    if match:
+        known = _parameters_of(owner)
+        return ConfigError(f"{owner!r} has no parameter {match.group(2)!r}.{_suggest(match.group(2), known)}")
+    return None
+
+
+def _configurable_in(text: str) -> str | None:
+    """The innermost configurable a gin call error names ("In call to configurable 'MLP'")."""
+    match = re.search(r"In call to configurable '([^']+)'", text)
+    return match.group(1) if match else None
+
+
+_BUDGET_LINE = re.compile(r"^(?:[\w.]+/)*train\.steps\s*=")
+
+
+def config_difference(saved: str, new: str) -> str | None:
+    """How `new` differs from the `saved` config.gin of a run, in anything but the step budget
+    (`train.steps`, any scope): the first removed and added lines, or None when they agree."""
+    def lines(text: str) -> list[str]:
+        return [line.rstrip() for line in text.splitlines()
+                if line.strip() and not line.lstrip().startswith("#") and not _BUDGET_LINE.match(line.strip())]
+    old_lines, new_lines = lines(saved), lines(new)
+    removed = [line for line in difflib.unified_diff(old_lines, new_lines, lineterm="", n=0)
+               if line.startswith("-") and not line.startswith("---")]
+    added = [line for line in difflib.unified_diff(old_lines, new_lines, lineterm="", n=0)
+             if line.startswith("+") and not line.startswith("+++")]
+    if not removed and not added:
+        return None
+    shown = [f"was {removed[0][1:].strip()!r}" if removed else "", f"now {added[0][1:].strip()!r}" if added else ""]
+    more = len(removed) + len(added) - sum(1 for part in shown if part)
+    return ", ".join(part for part in shown if part) + (f" (+{more} more changed lines)" if more else "")
+
+
+def bindings_tag(bindings: Sequence[str]) -> str:
+    """A short, stable hash of the --bind values other than the step budget, for naming a run
+    folder after what was asked (empty when there are none)."""
+    kept = [b.strip() for b in bindings if not _BUDGET_LINE.match(b.strip())]
+    if not kept:
+        return ""
+    return hashlib.sha256("\n".join(kept).encode()).hexdigest()[:8]
 
 
 def built(parameter: str):

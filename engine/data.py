@@ -81,11 +81,15 @@ def batch_length(batch: Mapping[str, Any]) -> int:
 
 
 def micro_batches(batch: Mapping[str, Any], count: int) -> list[dict[str, Any]]:
-    """Split a batch along dim 0 into `count` equal micro-batches."""
-    size = batch_length(batch)
-    step = size // count
-    return [{k: (v[i * step:(i + 1) * step] if isinstance(v, torch.Tensor) and v.dim() > 0 else v)
-             for k, v in batch.items()} for i in range(count)]
+    """Split every tensor of a batch along dim 0 into `count` equal parts, one per micro-batch (a
+    task may hold tensors of another length beside this rank's examples, e.g. GIFT's global targets)."""
+    def part(value: Any, i: int) -> Any:
+        if not (isinstance(value, torch.Tensor) and value.dim() > 0):
+            return value
+        step = value.shape[0] // count
+        return value[i * step:(i + 1) * step]
+
+    return [{k: part(v, i) for k, v in batch.items()} for i in range(count)]
 
 
 def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:

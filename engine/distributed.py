@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
+import sys
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,6 +57,12 @@ def default_device() -> torch.device:
         return torch.device("cuda", 0)
     raise ConfigError(f"local rank {local_rank} has no GPU of its own: this node has {gpus} and NCCL needs one "
                       f"per rank. Use --nproc-per-node {gpus}, or run on the CPU with {DEVICE_ENV}=cpu")
+
+
+def torchrun_command(nproc: int = 2) -> str:
+    """This process's own command line, as the torchrun command that would run it on `nproc` ranks."""
+    args = " ".join(shlex.quote(a) for a in sys.argv)
+    return f"torchrun --nproc-per-node {nproc} {args}"
 
 
 def init_process_group(timeout_s: float = 600.0) -> None:
@@ -120,6 +129,24 @@ def all_gather_values(values: list[float]) -> list[list[float]]:
     gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
     dist.all_gather(gathered, tensor)
     return [t.tolist() for t in gathered]
+
+
+def broadcast_object(value: Any) -> Any:
+    """Rank 0's `value` on every rank (a picklable object: a path, a message, None)."""
+    if not dist.is_initialized():
+        return value
+    box = [value if rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(value: Any) -> list[Any]:
+    """Every rank's `value` (picklable), in rank order, on every rank."""
+    if not dist.is_initialized():
+        return [value]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def seed_everything(seed: int) -> None:

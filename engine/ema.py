@@ -16,7 +16,7 @@ import torch
 
 from engine.callbacks import Callback
 from engine.data import frozen
-from engine.errors import require_int, require_number
+from engine.errors import ConfigError, require_int, require_number
 
 EMA_FILE = "ema.safetensors"
 
@@ -54,7 +54,12 @@ class EMA(Callback):
         return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
 
     def on_start(self, trainer: Any) -> None:
-        module = trainer.strategy.module
+        strategy = trainer.strategy
+        if strategy.shards_parameters:
+            raise ConfigError(f"EMA keeps a whole copy of the weights, which the {strategy.name} strategy shards "
+                              f"across ranks (no rank holds them): run EMA under single, ddp, fairscale or "
+                              f"DeepSpeed stage 1-2, or remove @EMA() from train.callbacks")
+        module = strategy.module
         self.averaged = frozen(copy.deepcopy(module))
         if self._restored is not None:
             self.averaged.load_state_dict(self._restored)

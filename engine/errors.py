@@ -1,16 +1,69 @@
 """Errors a user can act on.
 
 `launch/run.py` prints a `ConfigError` as one clear message and exits with code 2, so every
-check that can blame the configuration (rather than the code) raises this type. The common
+check that can blame the configuration (rather than the code) raises this type; its kinds
+`RefusedFile` and `RunDirectoryBusy` say what was refused. A write the storage refused (a full
+disk, a quota, no permission) is a `StorageError`, exit code 3. The common
 checks (a count, a bounded number, a (low, high) range) are spelled once here, so every message
 names the binding, shows what was given and says what would be right.
 """
+import errno
 import math
 from typing import Any
 
 
 class ConfigError(ValueError):
     """The configuration asks for something that cannot work; the message says how to fix it."""
+
+    #: What `launch/run.py` prints before the message (exit code 2 for every ConfigError).
+    label = "config error"
+
+
+class RefusedFile(ConfigError):
+    """A file the run was pointed at cannot be used: a pickle that would run code, the wrong
+    format, weights that do not fit the model, a damaged checkpoint with no intact one before it."""
+
+    label = "refused file"
+
+
+class RunDirectoryBusy(ConfigError):
+    """Another live process writes this run directory; the message names it (pid, host, start)."""
+
+    label = "run directory in use"
+
+
+#: The errnos that mean the storage, not the program, refused a write: no space, over quota,
+#: no permission, a read-only filesystem.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+class StorageError(RuntimeError):
+    """Writing the run's files failed because of the storage (full, over quota, not writable).
+    What was saved before is intact; `launch/run.py` prints one line and exits with code 3."""
+
+    label = "storage error"
+    exit_code = 3
+
+
+def storage_cause(error: BaseException | None) -> OSError | None:
+    """The OSError with a storage errno (STORAGE_ERRNOS) behind `error`, following causes,
+    contexts and the per-rank failures of torch.distributed.checkpoint; None if there is none.
+    (Libraries wrap disk errors: DCP in a CheckpointException, DeepSpeed's torch.save in a
+    RuntimeError that has lost the errno - see `engine.checkpoint.save` for that case.)"""
+    seen: set[int] = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in STORAGE_ERRNOS:
+            return current
+        pending += [current.__cause__, current.__context__]
+        failures = getattr(current, "failures", None)  # torch.distributed.checkpoint's CheckpointException
+        if isinstance(failures, dict):
+            pending += [f[0] if isinstance(f, tuple) else f for f in failures.values()]
+    return None
 
 
 def require(condition: bool, message: str) -> None:

@@ -9,12 +9,14 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from typing import Any, Mapping
 
 import numpy as np
 
 from engine import summaries
+from engine.errors import storage_cause
 from engine.files import write_atomically
 
 METRICS_FILE = "metrics.jsonl"
@@ -61,6 +63,77 @@ def _format_value(value: float) -> str:
     if value == 0 or 1e-3 <= abs(value) < 1e4:
         return f"{value:.4g}"
     return f"{value:.3e}"
+
+
+def _format_bytes(value: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(value) < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def format_metric(name: str, value: float) -> str:
+    """A metric as a person reads it: sizes in B/KB/MB/GB (`*_bytes`, `*_mb` names), the rest in
+    four significant digits."""
+    base = name.split("/", 1)[0]
+    if base.endswith("_bytes"):
+        return _format_bytes(value)
+    if base.endswith("_mb"):
+        return _format_bytes(value * 1e6)
+    return _format_value(value)
+
+
+#: How many headline metrics an eval line shows; the rest are in metrics.jsonl and TensorBoard.
+CONSOLE_HEADLINES = 6
+
+
+def headline(record: Mapping[str, Any]) -> tuple[dict[str, float], int]:
+    """The metrics an eval line shows (names without a '/' breakdown), and how many it leaves out."""
+    values = {k: v for k, v in record.items() if k not in ("step", "split")}
+    top = {k: v for k, v in values.items() if "/" not in k} or values  # all broken down: show the parts
+    shown = dict(list(top.items())[:CONSOLE_HEADLINES])
+    return shown, len(values) - len(shown)
+
+
+def breakdown_table(record: Mapping[str, Any]) -> str:
+    """Metrics broken down by a '/' suffix (per level, per hop count, per rank) as a table: one row
+    per suffix, one column per metric; empty when nothing is broken down."""
+    rows: dict[str, dict[str, float]] = {}
+    columns: list[str] = []
+    for name, value in record.items():
+        if "/" not in name or name in ("step", "split"):
+            continue
+        metric, part = name.split("/", 1)
+        rows.setdefault(part, {})[metric] = value
+        if metric not in columns:
+            columns.append(metric)
+    if not rows:
+        return ""
+    width = max(len(part) for part in rows)
+    widths = [max(len(c), 10) for c in columns]
+    lines = ["  " + " " * width + "".join(f"  {c:>{w}}" for c, w in zip(columns, widths))]
+    for part, values in rows.items():
+        cells = "".join(f"  {format_metric(c, values[c]) if c in values else '-':>{w}}"
+                        for c, w in zip(columns, widths))
+        lines.append(f"  {part:<{width}}{cells}")
+    return "\n".join(lines)
+
+
+def _quiet_storage_errors_in_threads() -> None:
+    """TensorBoard writes from a thread; on a full disk the thread dies and the main thread
+    re-raises its error at the next flush (launch/run.py prints that in one line, exit code 3).
+    The thread's own traceback would only repeat it, so it is left out."""
+    previous = threading.excepthook
+
+    def hook(args) -> None:
+        if storage_cause(args.exc_value) is None:
+            previous(args)
+
+    threading.excepthook = hook
+
+
+_quiet_storage_errors_in_threads()
 
 
 class RunLogger:
@@ -124,9 +197,35 @@ class RunLogger:
         if split == "train":
             self._console_train(step, record)
         else:
-            shown = " | ".join(f"{k} {_format_value(v)}" for k, v in record.items()
-                               if k not in ("step", "split"))
-            self.info(f"[{split}] step {step}: {shown}")
+            shown, left_out = headline(record)
+            text = " | ".join(f"{k} {format_metric(k, v)}" for k, v in shown.items())
+            more = f" (+{left_out} more in metrics.jsonl)" if left_out else ""
+            self.info(f"[{split}] step {step}: {text}{more}")
+
+    def start(self, *, model: str, parameters: int, task: str, strategy: str, world_size: int) -> None:
+        """One line saying what trains where, before the first step."""
+        from engine.analysis import format_count
+        self.info(f"run {self.workdir}: {model} ({format_count(parameters)} parameters) on {task}, "
+                  f"{strategy} x {world_size} rank(s), steps {self.start_step}->{self.total_steps}")
+
+    def summary(self, step: int, metrics: Mapping[str, Mapping[str, Any]]) -> None:
+        """At the end: how far the run got, each split's headline metrics and breakdown table,
+        and where to look next."""
+        if not self.enabled:
+            return
+        elapsed = _format_duration(time.perf_counter() - self._started)
+        lines = [f"done: step {step}/{self.total_steps} in {elapsed}"]
+        for split, values in metrics.items():
+            scalars = {k: float(v) for k, v in values.items() if _is_scalar(v)}
+            shown, _ = headline(scalars)
+            if shown:
+                lines.append(f"  {split}: " + " | ".join(f"{k} {format_metric(k, v)}" for k, v in shown.items()))
+            table = breakdown_table(scalars)
+            if table:
+                lines.append(table)
+        lines.append(f"next: tensorboard --logdir {os.path.join(self.workdir, TB_DIR)}  "
+                     f"(every metric: {self.metrics_path})")
+        self.info("\n".join(lines))
 
     def _write_summary(self, tag: str, value: Any, step: int) -> None:
         if isinstance(value, summaries.Image):

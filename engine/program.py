@@ -15,17 +15,20 @@ from typing import Any, Callable, Mapping, Sequence
 import gin
 import torch
 
-from engine import analysis, checkpoint, config, distributed, optim
+from engine import analysis, checkpoint, config, distributed, optim, rundir
 from engine.callbacks import Callback
 from engine.data import frozen
 from engine.errors import ConfigError
 from engine.files import write_atomically
-from engine.logging import RunLogger
+from engine.logging import RunLogger, read_metrics
 from engine.task import Task
 from engine.trainer import Settings, Trainer
 
 _WORKDIR: contextvars.ContextVar[str | None] = contextvars.ContextVar("workdir", default=None)
 _DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("dry_run", default=False)
+_CONFIG_CHANGE: contextvars.ContextVar[bool] = contextvars.ContextVar("config_change", default=False)
+_LOCKS: contextvars.ContextVar[contextlib.ExitStack | None] = contextvars.ContextVar("locks", default=None)
+_ROOT: contextvars.ContextVar[str | None] = contextvars.ContextVar("root", default=None)  # main()'s workdir
 
 
 @dataclasses.dataclass
@@ -44,6 +47,8 @@ class TrainResult:
     model: torch.nn.Module  # the plain module (strategy.module), not the wrapper
     checkpoint: str | None
     report: str | None = None
+    #: Builds the model afresh, where `model` holds only shards (FSDP, ZeRO-3) and cannot be copied.
+    rebuild: Callable[[], torch.nn.Module] | None = None
 
     @property
     def dry_run(self) -> bool:
@@ -58,8 +63,13 @@ class TrainResult:
     def frozen_model(self, *, from_checkpoint: bool = True) -> torch.nn.Module:
         """A frozen copy of this stage's model for a later stage (a teacher, a decoder), with the
         weights of its last checkpoint (the path that works under every strategy) or, with
-        `from_checkpoint=False`, those in memory. After a dry run: the untrained model."""
-        model = frozen(copy.deepcopy(self.model))
+        `from_checkpoint=False`, those in memory. After a dry run: the untrained model. Under a
+        strategy that shards the weights, the model is built again and always takes the
+        checkpoint's (a finished stage's last checkpoint holds the weights in memory)."""
+        if self.rebuild is not None and not self.dry_run:
+            model, from_checkpoint = frozen(self.rebuild()), True
+        else:
+            model = frozen(copy.deepcopy(self.model))
         if from_checkpoint and not self.dry_run:
             if self.checkpoint is None:
                 raise ConfigError(f"stage {self.workdir!r} wrote no checkpoint to take its model from")
@@ -85,7 +95,13 @@ def _build(factory_or_instance: Any, what: str) -> Any:
     if isinstance(factory_or_instance, (torch.nn.Module, Task)):
         return factory_or_instance
     if callable(factory_or_instance):
-        return factory_or_instance()
+        try:
+            return factory_or_instance()
+        except TypeError as error:
+            translated = config.translate_call_error(error)
+            if translated is None:
+                raise
+            raise translated from None
     raise ConfigError(f"train.{what} must be a configurable reference like @Name or @Name(), "
                       f"got {factory_or_instance!r}")
 
@@ -105,10 +121,15 @@ def _check_model_on_task(module: torch.nn.Module, task: Task) -> int | None:
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
             flops = analysis.measured_flops(lambda: task.loss(module, batch))
-    except (RuntimeError, IndexError, ValueError) as error:
+    except (RuntimeError, IndexError, ValueError, TypeError) as error:
         if isinstance(error, ConfigError):
             raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if isinstance(error, TypeError) and "forward()" in first:
+            # The task calls model(inputs, ...) in its own way; a model built for another task
+            # family takes other arguments.
+            raise ConfigError(f"{type(module).__name__}.forward does not take what {type(task).__name__} "
+                              f"passes it: {first}") from None
         raise ConfigError(f"the model cannot run on the task's batches: {first}") from error
     finally:
         module.train(was_training)
@@ -185,17 +206,13 @@ def train(
     if not isinstance(module, torch.nn.Module):
         raise ConfigError(f"train.model must build a torch.nn.Module, got {type(module).__name__}")
     if init_from:
-        missing, unexpected = module.load_state_dict(checkpoint.load_weights(init_from), strict=False)
-        if missing or unexpected:
-            raise ConfigError(f"train.init_from = {init_from!r} does not match the model: missing "
-                              f"{list(missing)[:5]}, unexpected {list(unexpected)[:5]}")
+        checkpoint.load_into(module, checkpoint.load_weights(init_from), name="train.init_from", path=init_from)
     flops = _check_model_on_task(module, task)
     if _DRY_RUN.get():
         return TrainResult(workdir=workdir, step=0, steps=steps, metrics={}, model=module, checkpoint=None,
                            report=_describe(module, task, flops, settings, strategy))
-    # Different dropout streams per rank, the same model initialisation on all of them.
-    torch.manual_seed(seed * 1_000_003 + strategy.rank + 1)
-
+    strategy.check_launch()
+    _hold(workdir)  # one writer per run directory, before anything in it is read or written
     optimizer_cls = optimizer or gin.get_configurable("torch.optim.AdamW")
 
     def make_optimizer(mod: torch.nn.Module) -> torch.optim.Optimizer:
@@ -208,10 +225,18 @@ def train(
     # module's class (TransformerClassifier -> FSDPTransformerClassifier).
     hparams = _hparams(settings, task, module, strategy)
     strategy.prepare(module, make_optimizer, make_schedule, settings)
-    resume_from = checkpoint.latest(workdir)
+    # Different dropout streams per rank, the same model initialisation on all of them. Seeded
+    # after `prepare`, which may draw from the RNG itself (FSDP2's fully_shard does).
+    torch.manual_seed(seed * 1_000_003 + strategy.rank + 1)
+    # Verified (collectively): a damaged newest checkpoint is set aside for the newest intact one.
+    resume_from, damaged = checkpoint.newest_intact(workdir)
     start_step = checkpoint.read_meta(resume_from)["step"] if resume_from else 0
+    if resume_from and _inside(workdir, _ROOT.get()):
+        _check_same_config(workdir)  # a stage folder another run shares by design is not checked
     logger = RunLogger(workdir, enabled=strategy.is_main, total_steps=steps, start_step=start_step,
                        name=os.path.basename(os.path.normpath(workdir)))
+    logger.start(model=hparams["model"], parameters=hparams["parameters"], task=hparams["task"],
+                 strategy=strategy.name, world_size=strategy.world_size)
     trainer = Trainer(task=task, strategy=strategy, settings=settings, workdir=workdir, logger=logger,
                       callbacks=callbacks, config_hash=config.config_hash(),
                       on_first_step=lambda: _write_operative_config(workdir, logger, strategy.is_main))
@@ -221,14 +246,81 @@ def train(
             logger.text("config/config.gin", gin.markdown(config.config_text()))
         if resume_from:
             trainer.restore(checkpoint.load(strategy, resume_from))
-            logger.info(f"resumed from {resume_from} (step {trainer.step})")
-        metrics = trainer.fit()
-        logger.hparams(hparams,
-                       {f"{split}/{k}": v for split, m in metrics.items() for k, v in m.items()})
+            for note in damaged:
+                logger.info(note)
+            logger.info(f"resumed from {resume_from} (step {trainer.step})"
+                        + (", the newest intact checkpoint" if damaged else ""))
+        if trainer.step >= steps:
+            # Started again after it finished: nothing to train, nothing new to write.
+            logger.info(f"already finished: {workdir} reached step {trainer.step} of {steps} "
+                        "(raise train.steps to train on, or pass a new --workdir)")
+            metrics = _final_evaluation(workdir, trainer.step, settings.eval_splits)
+        else:
+            metrics = trainer.fit()
+            logger.summary(trainer.step, metrics)
+            logger.hparams(hparams,
+                           {f"{split}/{k}": v for split, m in metrics.items() for k, v in m.items()})
     finally:
         logger.close()
     return TrainResult(workdir=workdir, step=trainer.step, steps=steps, metrics=metrics, model=strategy.module,
-                       checkpoint=checkpoint.latest(workdir))
+                       checkpoint=checkpoint.latest(workdir),
+                       rebuild=_rebuilder(model) if strategy.shards_parameters else None)
+
+
+def _rebuilder(model: Any) -> Callable[[], torch.nn.Module]:
+    """Builds `train.model` again as this stage built it (same gin scope), leaving the RNG alone."""
+    scope = list(gin.current_scope())
+
+    def rebuild() -> torch.nn.Module:
+        factory = model
+        if isinstance(model, torch.nn.Module):  # `@Model()`: gin built it before `train` ran
+            # The binding that applies in `scope` (gin's query ignores active scopes).
+            for depth in range(len(scope), -1, -1):
+                try:
+                    factory = gin.query_parameter("/".join([*scope[:depth], "train.model"]))
+                    break
+                except ValueError:
+                    continue
+        with gin.config_scope(scope), torch.random.fork_rng(devices=[]):
+            if isinstance(factory, gin.config.ConfigurableReference):
+                return factory.scoped_configurable_fn()
+            return _build(factory, "model")
+
+    return rebuild
+
+
+def _inside(path: str, root: str | None) -> bool:
+    """`path` is `root` or below it (train() called directly, outside main(), counts as inside)."""
+    if root is None:
+        return True
+    path, root = os.path.abspath(path), os.path.abspath(root)
+    return path == root or path.startswith(root + os.sep)
+
+
+def _check_same_config(workdir: str) -> None:
+    """Refuse to resume a run under a config other than its own (but for the step budget): the
+    restored optimizer and schedule would keep the old settings while config.gin claimed the new."""
+    saved_path = os.path.join(workdir, "config.gin")
+    if _CONFIG_CHANGE.get() or not os.path.isfile(saved_path):
+        return
+    with open(saved_path) as handle:
+        difference = config.config_difference(handle.read(), config.config_text())
+    if difference:
+        raise ConfigError(f"{workdir} holds a run with another config ({difference}): pass a new --workdir "
+                          "to start a fresh run, or --resume-with-new-config to resume this one with the new config")
+
+
+def _final_evaluation(workdir: str, step: int, splits: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The final evaluation a finished run logged (scalars, from metrics.jsonl), per split."""
+    if not os.path.isfile(os.path.join(workdir, "metrics.jsonl")):
+        return {}  # a rank on another node's disk: only rank 0 writes the log
+    logged = {r["split"]: r for r in read_metrics(workdir) if r.get("step") == step}
+    found = {}
+    for split in splits:
+        record = logged.get(split if split != "train" else "eval_train")
+        if record is not None:
+            found[split] = {k: v for k, v in record.items() if k not in ("step", "split")}
+    return found
 
 
 def _write_operative_config(workdir: str, logger: RunLogger, is_main: bool) -> None:
@@ -251,16 +343,50 @@ def run(*, program: Callable[..., Any] = train) -> Any:
     return program()
 
 
-def main(workdir: str, *, dry_run: bool = False) -> Any:
+def main(workdir: str, *, dry_run: bool = False, config_change: bool = False) -> Any:
     """Call the configured program with `workdir` as the default run directory; with `dry_run`
-    every `train` call builds and checks its run and returns a report instead of training."""
+    every `train` call builds and checks its run and returns a report instead of training; with
+    `config_change` a run resumes even where its saved config differs from this one."""
     token_w = _WORKDIR.set(workdir)
     token_d = _DRY_RUN.set(dry_run)
+    token_c = _CONFIG_CHANGE.set(config_change)
+    token_r = _ROOT.set(workdir)
     try:
-        return run()
+        with contextlib.ExitStack() as locks:
+            if not dry_run:  # a dry run writes nothing
+                locks.enter_context(rundir.exclusive(workdir))
+            token_l = _LOCKS.set(locks)
+            try:
+                return run()
+            finally:
+                _LOCKS.reset(token_l)
+    except TypeError as error:
+        # gin builds `@Name()` arguments while calling the program: a component bound without a
+        # required parameter (or with one it lacks) surfaces here.
+        translated = config.translate_call_error(error)
+        if translated is None:
+            raise
+        raise translated from None
+    except RuntimeError as error:
+        # gin's own check of required parameters (a file meant to be included, run on its own)
+        if not str(error).startswith("Required bindings for"):
+            raise
+        raise config.translate_gin_error(error) from None
     finally:
         _WORKDIR.reset(token_w)
         _DRY_RUN.reset(token_d)
+        _CONFIG_CHANGE.reset(token_c)
+        _ROOT.reset(token_r)
+
+
+def _hold(workdir: str) -> None:
+    """Take `workdir`'s lock (engine/rundir.py) until the enclosing stage, or else the program,
+    ends. `main` holds the program's run directory for the whole program; `train` adds the folder
+    it trains in (a stage's, or a shared one such as adaptation's `source_workdir`). The lock is
+    re-entrant, so a program never blocks itself. Outside `main` nothing is locked."""
+    locks = _LOCKS.get()
+    if locks is not None:
+        locks.enter_context(rundir.exclusive(workdir))
 
 
 @contextlib.contextmanager
@@ -271,8 +397,12 @@ def stage(name: str):
         raise ConfigError("a multi-stage program needs a workdir")
     token = _WORKDIR.set(os.path.join(parent, name))
     try:
-        with gin.config_scope(name):
-            yield os.path.join(parent, name)
+        with gin.config_scope(name), contextlib.ExitStack() as locks:
+            token_l = _LOCKS.set(locks)  # what `train` locks in this stage is released with it
+            try:
+                yield os.path.join(parent, name)
+            finally:
+                _LOCKS.reset(token_l)
     finally:
         _WORKDIR.reset(token)
 

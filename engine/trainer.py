@@ -192,7 +192,8 @@ class Trainer:
         module.eval()
         try:
             for split in self.settings.eval_splits:
-                with torch.no_grad(), torch.random.fork_rng(devices=self._rng_devices()), self.autocast():
+                with torch.no_grad(), torch.random.fork_rng(devices=self._rng_devices()), self.autocast(), \
+                        self.strategy.evaluating():
                     metrics = dict(self.task.evaluate(self.model, split, self.shard))
                     for cb in self.callbacks:
                         metrics.update(cb.on_evaluate(self, self.step, split))

@@ -42,12 +42,19 @@ class CLIP(nn.Module):
                 f"CLIP.text_tower must build a TextTransformer, got {type(self.text).__name__}")
         self.text_projection = nn.Linear(self.text.d_model, embed_dim, bias=False)
         nn.init.normal_(self.text_projection.weight, std=self.text.d_model ** -0.5)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
+        # One element, not a 0-d tensor: FSDP2 cannot shard a scalar parameter.
+        self.logit_scale = nn.Parameter(torch.tensor([math.log(1 / temperature)]))
         self.max_log_scale = math.log(max_logit_scale)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "logit_scale"
+        if key in state_dict and state_dict[key].dim() == 0:  # written before logit_scale was 1-d
+            state_dict[key] = state_dict[key].reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def scale(self) -> torch.Tensor:
-        """exp(logit_scale), clipped at max_logit_scale as in CLIP so training stays stable."""
-        return self.logit_scale.clamp(max=self.max_log_scale).exp()
+        """exp(logit_scale) (a 0-d tensor), clipped at max_logit_scale as in CLIP so training stays stable."""
+        return self.logit_scale.clamp(max=self.max_log_scale).exp()[0]
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """(batch, C, H, W) -> (batch, embed_dim) unit vectors."""
@@ -68,4 +75,6 @@ class CLIP(nn.Module):
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         image = self.encode_image(images)
         text = self.encode_text(tokens)
-        return {"logits": self.scale() * image @ text.t(), "image_embeds": image, "text_embeds": text}
+        scale = self.scale()
+        return {"logits": scale * image @ text.t(), "image_embeds": image, "text_embeds": text,
+                "logit_scale": scale.detach()}

@@ -8,14 +8,14 @@ compute a different function at each depth and for each example (or token).
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, ContextManager, Sequence
+from typing import ContextManager, Sequence
 
 import gin
 import torch
 from torch import nn
 
 from engine.errors import require
-from models.layers import (DenseAttention, FeedForward, GeneratedLinear, MultiHeadAttention, PoolRouter, Routing,
+from models.layers import (FeedForward, GeneratedLinear, MultiHeadAttention, PoolRouter, Routing,
                            activation, pool_weights_held, routing_diagnostics)
 from models.universal import UniversalTransformerClassifier, UniversalViT
 
@@ -37,25 +37,27 @@ class HyperFeedForward(nn.Module):
         return self.outer(self.dropout(self.act(self.inner(x, routing))), routing)
 
 
-class HyperAttention(nn.Module):
-    """Multi-head self-attention whose query, key, value and output projections are generated."""
+class HyperAttention(MultiHeadAttention):
+    """Multi-head self-attention whose query, key, value and output projections are generated.
 
-    def __init__(self, d_model: int, num_heads: int, *, d_embed: int, rank: int | None,
-                 attention: Callable[..., nn.Module] = DenseAttention) -> None:
-        super().__init__()
-        self.num_heads, self.head_dim = num_heads, d_model // num_heads
-        self.query, self.key, self.value, self.out = (GeneratedLinear(d_model, d_model, d_embed=d_embed, rank=rank)
-                                                      for _ in range(4))
-        self.core = attention(num_heads=num_heads, head_dim=self.head_dim)
+    Everything else is MultiHeadAttention's, bindings included: `MultiHeadAttention.attention`
+    swaps the core here too, and a core that reads no keys gets no key projection.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, *, d_embed: int, rank: int | None) -> None:
+        self.generated = {"d_embed": d_embed, "rank": rank}  # read by `projection` during super().__init__
+        super().__init__(d_model, num_heads)
+
+    def projection(self, d_in: int, d_out: int, bias: bool) -> nn.Module:
+        return GeneratedLinear(d_in, d_out, bias=bias, **self.generated)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, routing: Routing) -> torch.Tensor:
-        batch, length, d_model = x.shape
-
-        def heads(projection: GeneratedLinear) -> torch.Tensor:
-            return projection(x, routing).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        def heads(projection: GeneratedLinear | None) -> torch.Tensor | None:
+            return None if projection is None else self.split_heads(projection(x, routing))
 
         y = self.core(heads(self.query), heads(self.key), heads(self.value), mask)
-        return self.out(y.transpose(1, 2).reshape(batch, length, d_model), routing)
+        batch, length = x.shape[:2]
+        return self.out(y.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim), routing)
 
 
 @gin.configurable

@@ -122,7 +122,7 @@ class ZeroShotPrompts(PromptLearner):
     def __init__(self, *, clip: Callable[[], CLIP] = CLIP, context_length: int = 4) -> None:
         super().__init__(clip=clip, context_length=context_length, init="template")
         self.context.requires_grad_(False)
-        self.log_temperature_offset = nn.Parameter(torch.zeros(()))
+        self.log_temperature_offset = nn.Parameter(torch.zeros(1))  # 1-d: FSDP2 cannot shard a scalar
 
     def forward(self, images, names, template, **training_only):
         logits = super().forward(images, names, template)["logits"]

@@ -18,7 +18,7 @@ from torch import nn
 
 from engine.errors import ConfigError, require, require_int
 from models.layers import (DenseAttention, FeedForward, MixtureOfSoftmaxes, MultiHeadAttention, RelativePositionBias,
-                           TokenEmbedding, causal_bias, sinusoid)
+                           TokenEmbedding, can_cross_attend, causal_bias, cross_attention_error, sinusoid)
 from models.t5_blocks import BlockShape, T5Block, make_block, rms_norm
 
 SHARING = ("none", "universal", "albert")
@@ -146,6 +146,10 @@ class T5(nn.Module):
                 self.decoder_bias = RelativePositionBias(num_heads, bidirectional=False,
                                                          num_buckets=relative_buckets,
                                                          max_distance=relative_max_distance)
+        if funnel_pools:  # pooled queries attend to the unpooled states: cross-attention
+            for attention in self._self_attentions(self.encoder):
+                if not can_cross_attend(attention.core):
+                    raise ConfigError(f"T5.funnel_pools = {funnel_pools}: {cross_attention_error(attention.core)}")
         self.encoder_norm = rms_norm(d_model)
         self.decoder_norm = rms_norm(d_model)
         self.dropout = nn.Dropout(dropout)

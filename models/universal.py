@@ -21,6 +21,11 @@ from models.vit import ViT
 class PonderingEncoder(nn.Module):
     """The recurrent encoder plus what a classifier reports from it (ponder, aux loss, diagnostics)."""
 
+    #: Its block runs a data-dependent number of times (ACT; ranks may differ): sharding engines
+    #: gather this module's weights once per call, never per block call (FSDP shards it as one
+    #: block, ZeRO-3 fetches it as a leaf), which is why classifiers call it through forward.
+    shard_as_one = True
+
     def __init__(self, block: Callable[..., nn.Module], *, d_model: int, num_heads: int, d_ff: int | None,
                  dropout: float, max_steps: int, act: bool, halting_level: str, halting_bias_init: float,
                  act_epsilon: float, ponder_weight: float, shrink_batch: bool) -> None:
@@ -34,7 +39,13 @@ class PonderingEncoder(nn.Module):
                                           max_steps=max_steps, act=halting)
         self.ponder_weight = ponder_weight
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *,
+                report: bool = False) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
+        """Final states (the staged-model view), or with `report` what `run` returns. Classifiers
+        call it here, not `run`: FSDP shards this module as one block (U-ViT's only stage) and
+        gathers its weights in forward."""
+        if report:
+            return self.run(x, mask)
         return self.recurrent(x, mask)
 
     def run(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -93,7 +104,7 @@ class UniversalTransformerClassifier(nn.Module):
         x = self.embed(torch.cat([torch.full_like(tokens[:, :1], self.cls_id), tokens], dim=1))
         if mask is not None:
             mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1).bool()
-        hidden, report = self.encoder.run(self.dropout(self.positions(x)), mask)
+        hidden, report = self.encoder(self.dropout(self.positions(x)), mask, report=True)
         return {"logits": self.head(pool(self.norm(hidden), mask, self.pooling)), **report}
 
 
@@ -122,6 +133,9 @@ class UniversalViT(ViT):
     def encoder(self) -> PonderingEncoder:
         return self.stages[0]
 
-    def forward(self, images: torch.Tensor) -> dict[str, Any]:
-        hidden, report = self.encoder.run(self.stem(images))
+    def forward(self, images: torch.Tensor, **partial: int | None) -> dict[str, Any] | torch.Tensor:
+        """`to_layer` / `from_layer` give the staged model's partial passes (StagedModel.forward)."""
+        if any(value is not None for value in partial.values()):
+            return super().forward(images, **partial)
+        hidden, report = self.encoder(self.stem(images), report=True)
         return {"logits": self.head(self.readout(hidden)), **report}

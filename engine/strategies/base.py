@@ -11,6 +11,7 @@ import abc
 import contextlib
 import math
 import os
+import re
 import warnings
 from typing import Any, Callable, Iterable, Mapping
 
@@ -18,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from engine import distributed
+from engine.errors import ConfigError, RefusedFile
 from engine.metrics import Ratio
 
 MakeOptimizer = Callable[[torch.nn.Module], torch.optim.Optimizer]
@@ -32,6 +34,11 @@ class Strategy(abc.ABC):
     name = "base"
     #: True where the strategy can drop a step with non-finite gradients (NaN guard `skip`).
     can_skip_steps = True
+    #: True where no rank holds whole parameters outside forward (FSDP, ZeRO-3): `module`'s
+    #: tensors are shards or placeholders, so nothing may copy or read them as whole weights.
+    shards_parameters = False
+    #: True where the strategy needs torchrun's process group (every strategy but `single`).
+    needs_torchrun = True
 
     def __init__(self) -> None:
         self.model: torch.nn.Module | None = None      # what the loop calls forward on
@@ -45,6 +52,13 @@ class Strategy(abc.ABC):
         """Start the process group (if launched by torchrun) and pick this rank's device."""
         distributed.init_process_group()
         self.device = distributed.default_device()
+
+    def check_launch(self) -> None:
+        """Before training (not before a dry run, which builds on one process): a strategy that
+        needs a process group refuses to start without torchrun, with the command that would work."""
+        if self.needs_torchrun and not dist.is_initialized():
+            raise ConfigError(f"the {self.name} strategy runs one process per rank under torchrun: "
+                              f"{distributed.torchrun_command()} (or drop the strategy file to train in one process)")
 
     @property
     def rank(self) -> int:
@@ -70,6 +84,11 @@ class Strategy(abc.ABC):
         `settings` is the run's `engine.trainer.Settings` (micro-batching, clipping, precision,
         compile), for strategies such as DeepSpeed that own those themselves.
         """
+
+    def evaluating(self) -> contextlib.AbstractContextManager:
+        """Context for evaluation: `module` holds whole weights inside it, so a task may call the
+        methods a wrapper's forward hides (encode_image, rendering) and rank 0 may run alone."""
+        return contextlib.nullcontext()
 
     def accumulating(self, last: bool) -> contextlib.AbstractContextManager:
         """Context for one micro-batch; `last` is False while gradients should stay local."""
@@ -172,7 +191,7 @@ class Strategy(abc.ABC):
         return {"parameters": int(params), "optimizer": int(state)}
 
     def save_rank_state(self, directory: str, train_state: dict) -> None:
-        torch.save(train_state, os.path.join(directory, RANK_STATE_FILE.format(rank=self.rank)))
+        save_file(train_state, os.path.join(directory, RANK_STATE_FILE.format(rank=self.rank)))
 
     def load_rank_state(self, directory: str) -> dict:
         path = os.path.join(directory, RANK_STATE_FILE.format(rank=self.rank))
@@ -195,7 +214,7 @@ class ReplicatedStrategy(Strategy):
     def save(self, directory: str, train_state: dict) -> None:
         optimizer_state = self.full_optimizer_state()
         if self.is_main:
-            torch.save({"model": self.module.state_dict(), "optimizer": optimizer_state,
+            save_file({"model": self.module.state_dict(), "optimizer": optimizer_state,
                         "schedule": self.schedule_state_dict()}, os.path.join(directory, STATE_FILE))
         self.save_rank_state(directory, train_state)
 
@@ -208,5 +227,27 @@ class ReplicatedStrategy(Strategy):
 
 
 def load_file(path: str) -> Any:
-    """Load a torch file without unpickling arbitrary objects."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load a torch file without unpickling arbitrary objects; a file that is refused (a pickle
+    that would import anything but tensors and plain containers, or not a torch file at all) is a
+    RefusedFile in one line instead of torch's multi-line explanation."""
+    import pickle
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        text = str(error)
+        named = re.search(r"GLOBAL ([\w.]+)", text)  # "Unsupported global: GLOBAL x.y", "... GLOBAL x.y whose module"
+        what = f"a pickle that would call {named.group(1)}" if named else "a pickle torch refuses to load safely"
+        raise RefusedFile(f"{path} holds {what}: not loaded (only tensors and plain containers are), "
+                          "nothing was run") from None
+    except RuntimeError as error:
+        if "PytorchStreamReader" not in str(error) and "zip archive" not in str(error):
+            raise
+        raise RefusedFile(f"{path} is not a readable torch file ({str(error).strip().splitlines()[0]}); "
+                          "it was cut short or is not what its name says") from None
+
+
+def save_file(value: Any, path: str) -> None:
+    """torch.save through a Python file object: a full disk or a quota then raises OSError with
+    its errno (ENOSPC, EDQUOT) instead of torch's '[enforce fail at inline_container.cc]'."""
+    with open(path, "wb") as handle:
+        torch.save(value, handle)

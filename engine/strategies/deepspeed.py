@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from typing import Any
 
 import gin
@@ -19,6 +20,7 @@ from engine.errors import ConfigError
 from engine.strategies.base import Strategy
 
 TAG = "deepspeed"
+_EVALUATION = -1  # a sub-module id no module has: holds gathered parameters during `evaluating`
 
 
 @gin.configurable
@@ -46,6 +48,10 @@ class DeepSpeed(Strategy):
         self.extra_config = dict(extra_config or {})
         self.engine = None
         self._last_micro = True
+
+    @property
+    def shards_parameters(self) -> bool:
+        return self.stage == 3
 
     def build_config(self, settings: Any) -> dict:
         """The DeepSpeed JSON config, from this strategy's and the run's settings."""
@@ -86,7 +92,16 @@ class DeepSpeed(Strategy):
 
         import deepspeed
         deepspeed.utils.logger.setLevel(logging.WARNING)  # its INFO lines drown the run's own log
+        silence_deprecated_collectives()
+        if self.device.type == "cpu" and self.is_main and not _shm_extension_built():
+            print("DeepSpeed: compiling its shared-memory communication extension (once per machine, "
+                  "about 20-30 s on 2 cores)", flush=True)
         module = module.to(self.device)
+        # A module that runs its children a data-dependent number of times (ACT) is fetched as one
+        # leaf: hooks inside it would gather a different number of times on each rank.
+        leaves = sorted({type(m) for m in module.modules() if getattr(m, "shard_as_one", False)}, key=str)
+        if self.stage == 3 and leaves:
+            deepspeed.utils.set_z3_leaf_modules(module, leaves)
         optimizer = make_optimizer(module)
         self.engine, self.optimizer, _, self.schedule = deepspeed.initialize(
             model=module, optimizer=optimizer, lr_scheduler=make_schedule, config=self.build_config(settings),
@@ -100,6 +115,27 @@ class DeepSpeed(Strategy):
     def accumulating(self, last: bool):
         self._last_micro = last
         return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """ZeRO-3: gather every partitioned parameter once (a collective) and hold it, so that no
+        module hook releases or fetches it during the evaluation (which may call the module's
+        methods directly, or run on rank 0 alone); partition everything again afterwards.
+        A parameter is held by a sentinel in `ds_active_sub_modules`: DeepSpeed releases a
+        parameter only when no active sub-module uses it."""
+        if self.stage != 3:
+            yield
+            return
+        import deepspeed
+        params = [p for p in self.module.parameters() if hasattr(p, "ds_active_sub_modules")]
+        with deepspeed.zero.GatheredParameters(params):
+            for p in params:
+                p.ds_active_sub_modules.add(_EVALUATION)
+            try:
+                yield
+            finally:
+                for p in params:
+                    p.ds_active_sub_modules.discard(_EVALUATION)
 
     def backward(self, loss: torch.Tensor, accumulation_steps: int) -> None:
         self.engine.backward(loss)  # DeepSpeed divides by its gradient_accumulation_steps
@@ -154,3 +190,18 @@ def consolidate(directory: str) -> dict[str, torch.Tensor]:
     """fp32 weights gathered from the ZeRO partitions with DeepSpeed's own zero_to_fp32 tooling."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     return get_fp32_state_dict_from_zero_checkpoint(directory, tag=TAG)
+
+
+def _shm_extension_built() -> bool:
+    """Whether DeepSpeed's CPU communication extension is already in torch's extension cache
+    (DeepSpeed compiles it, silently, the first time a CPU process group starts)."""
+    from torch.utils.cpp_extension import _get_build_directory
+    folder = _get_build_directory("deepspeed_shm_comm", verbose=False)
+    return os.path.isdir(folder) and any(name.endswith(".so") for name in os.listdir(folder))
+
+
+def silence_deprecated_collectives() -> None:
+    """DeepSpeed's ZeRO calls torch collectives that torch 2.13 deprecates: one FutureWarning per
+    call (43 in a 10-step ZeRO-3 run), nothing a user can act on, woven through the progress bar."""
+    warnings.filterwarnings("ignore", category=FutureWarning,
+                            message=r"`torch\.distributed\.(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated")

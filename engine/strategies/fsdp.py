@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from engine.errors import ConfigError
-from engine.strategies.base import Strategy, load_file
+from engine.strategies.base import Strategy, load_file, save_file
 
 DCP_DIR = "dcp"
 SCHEDULE_FILE = "schedule.pt"
@@ -27,17 +27,22 @@ DTYPES = {None: None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": tor
 
 def find_blocks(module: nn.Module, class_names: Sequence[str] | None) -> list[nn.Module]:
     """The modules to shard one by one: instances of `class_names`, or by default every element
-    of every nn.ModuleList (outermost first; nothing inside an already chosen block)."""
+    of every nn.ModuleList (outermost first; nothing inside an already chosen block). A module
+    marked `shard_as_one` (it runs its children a data-dependent number of times, e.g. ACT) is a
+    block of its own under either rule, and nothing inside it is sharded separately: a block
+    inside would gather its weights a different number of times on each rank."""
     chosen: list[nn.Module] = []
     inside: set[int] = set()
     for _, sub in module.named_modules():
         if id(sub) in inside or sub is module:
             continue
-        if class_names is not None:
+        if getattr(sub, "shard_as_one", False):
+            candidates = [sub]
+        elif class_names is not None:
             hit = type(sub).__name__ in class_names
             candidates = [sub] if hit else []
-        else:
-            candidates = list(sub) if isinstance(sub, nn.ModuleList) else []
+        else:  # a ModuleList inside a ModuleList (PerceiverEncoder.thinks) has no forward: its elements are the blocks
+            candidates = [b for b in sub if not isinstance(b, nn.ModuleList)] if isinstance(sub, nn.ModuleList) else []
         for block in candidates:
             if id(block) not in inside and any(p.requires_grad for p in block.parameters()):
                 chosen.append(block)
@@ -50,6 +55,7 @@ class FSDP(Strategy):
     """Fully sharded data parallel (FSDP2)."""
 
     name = "fsdp"
+    shards_parameters = True
 
     def __init__(self, *, shard_modules: Sequence[str] | None = None, reshard_after_forward: bool = True,
                  param_dtype: str | None = None, reduce_dtype: str | None = None,
@@ -88,6 +94,22 @@ class FSDP(Strategy):
         self.module.set_requires_gradient_sync(last)
         return contextlib.nullcontext()
 
+    @contextlib.contextmanager
+    def evaluating(self):
+        """Gather every block's weights once (a collective), keep them through every forward and
+        direct method call of the evaluation, and shard them again afterwards."""
+        from torch.distributed.fsdp import FSDPModule
+        units = [m for m in self.module.modules() if isinstance(m, FSDPModule)]
+        for unit in units:
+            unit.set_reshard_after_forward(False, recurse=False)
+            unit.unshard()
+        try:
+            yield
+        finally:
+            for unit in units:
+                unit.set_reshard_after_forward(self.reshard_after_forward, recurse=False)
+                unit.reshard()
+
     def clip_gradients(self, max_norm):
         norm = super().clip_gradients(max_norm)
         return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
@@ -99,7 +121,7 @@ class FSDP(Strategy):
         dcp.save({"model": model_state, "optimizer": optimizer_state},
                  checkpoint_id=os.path.join(directory, DCP_DIR))
         if self.is_main:
-            torch.save(self.schedule_state_dict(), os.path.join(directory, SCHEDULE_FILE))
+            save_file(self.schedule_state_dict(), os.path.join(directory, SCHEDULE_FILE))
         self.save_rank_state(directory, train_state)
 
     def load(self, directory: str) -> dict:

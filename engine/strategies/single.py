@@ -15,6 +15,7 @@ class SingleProcess(ReplicatedStrategy):
     """One process, CPU or one GPU: no wrapping, plain torch checkpoints."""
 
     name = "single"
+    needs_torchrun = False
 
     def setup(self) -> None:
         super().setup()

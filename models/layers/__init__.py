@@ -7,7 +7,7 @@ from models.layers.act import AdaptiveComputationTime, PonderResult, fixed_depth
 from models.layers.attention import (BigBirdAttention, DenseAttention, LinearAttention, LinformerAttention,
                                      LocalAttention, LongformerAttention, MultiHeadAttention, NaiveSoftmaxAttention,
                                      PerformerAttention, ReformerAttention, SinkhornAttention, SparseAttention,
-                                     SynthesizerAttention)
+                                     SynthesizerAttention, can_cross_attend, cross_attention_error)
 from models.layers.block import TransformerBlock
 from models.layers.cameras import camera_rays, normalize_quaternion, pixel_centres
 from models.layers.convolution import DynamicConvolution, LightweightConvolution, SeparableConv1d
@@ -37,7 +37,7 @@ __all__ = [
     "MultiHeadAttention", "DenseAttention", "NaiveSoftmaxAttention", "BigBirdAttention", "LinearAttention",
     "LinformerAttention", "LocalAttention", "LongformerAttention", "PerformerAttention", "ReformerAttention",
     "SinkhornAttention", "SparseAttention", "SynthesizerAttention", "CrossAttention", "PerceiverEncoder",
-    "TransformerBlock", "EvolvedEncoderBlock", "EvolvedDecoderBlock", "MixerBlock", "TokenMixingMLP",
+    "can_cross_attend", "cross_attention_error", "TransformerBlock", "EvolvedEncoderBlock", "EvolvedDecoderBlock", "MixerBlock", "TokenMixingMLP",
     # feed-forward, experts, generated weights
     "FeedForward", "activation", "ACTIVATIONS", "SwitchFeedForward", "GeneratedLinear", "pool_weights_held",
     "PoolRouter", "Routing", "routing_diagnostics",

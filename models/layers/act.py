@@ -96,7 +96,10 @@ class AdaptiveComputationTime(nn.Module):
             running = ~halted
             stops = running & ((cumulative + p >= self.threshold) | (n == self.max_steps))
             continues = running & ~stops
-            remainder = 1.0 - cumulative
+            # 1 - cumulative, tied to p with a zero weight: after a first-step halt R is a constant,
+            # and the ponder cost would leave the graph on that rank alone (ZeRO-3 needs every
+            # rank to run the same backward hooks).
+            remainder = 1.0 - cumulative + 0.0 * p
             weight = torch.where(continues, p, torch.where(stops, remainder, torch.zeros_like(p)))
             accumulated = accumulated + weight.to(state.dtype)[..., None] * updated
             remainders = torch.where(stops, remainder, remainders)

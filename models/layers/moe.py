@@ -62,9 +62,10 @@ class SwitchFeedForward(nn.Module):
         probs, expert, gate, kept = self.route(tokens)
         out = torch.zeros_like(tokens)
         for index, ffn in enumerate(self.experts):
+            # Every expert runs, on no tokens if none chose it: its parameters then get a zero
+            # gradient instead of none, so every rank reduces the same tensors (DDP, FSDP, ZeRO).
             chosen = torch.nonzero((expert == index) & kept).squeeze(-1)
-            if len(chosen):
-                out.index_copy_(0, chosen, ffn(tokens[chosen]) * gate[chosen, None].to(tokens.dtype))
+            out.index_copy_(0, chosen, ffn(tokens[chosen]) * gate[chosen, None].to(tokens.dtype))
         stats = {"aux_loss": self.balance_weight * load_balance_loss(probs, expert),
                  "dropped_fraction": 1.0 - kept.float().mean()}
         return out.reshape(x.shape), stats

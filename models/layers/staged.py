@@ -53,5 +53,13 @@ class StagedModel(nn.Module):
         out["pre_logits"] = self.readout(h).flatten(1)
         return out
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, *, to_layer: int | None = None,
+                from_layer: int | None = None) -> dict[str, torch.Tensor] | torch.Tensor:
+        """Logits of inputs `x`; with `to_layer`, `hidden(x, to_layer)` instead; with `from_layer`,
+        `resume(x, from_layer)` of a hidden state `x`. Partial passes go through forward so that a
+        distributed wrapper (DDP, FSDP, DeepSpeed) gathers the weights and synchronises the gradients."""
+        if to_layer is not None:
+            return self.hidden(x, to_layer)
+        if from_layer is not None:
+            return self.resume(x, from_layer)
         return self.resume(self.stem(x), 0)

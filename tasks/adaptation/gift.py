@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import gin
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from engine.data import Shard, batch_rng, frozen, unwrap
 from engine.errors import ConfigError, require
@@ -143,10 +144,13 @@ class GiftTask(Task):
         return self.lambdas.mean(self.round_index, self.rounds)
 
     def batches(self, split: str, shard: Shard):
-        """Source (inputs, labels) and target inputs, plus this batch's lambdas, pairing draws and layer."""
+        """This rank's source (inputs, labels) and the whole global batch of target inputs, plus this
+        batch's lambdas, pairing draws and layer. Every rank pairs its sources among all the targets
+        of the step and drops the same least confident ones, so 2 ranks train as 1 rank does with
+        the whole batch (without accumulation: micro-batches split the targets too)."""
         key = self.domains.input_key
         sources = shuffled_batches(self.source, f"{SOURCE}/labelled", shard)
-        targets = shuffled_batches(self.target, f"{TARGET}/unlabelled", shard)
+        targets = shuffled_batches(self.target, f"{TARGET}/unlabelled", shard.replace(rank=0, world_size=1))
         index = shard.start
         for source, target in zip(sources, targets):
             # Drawn for the global batch, then sliced, so any number of ranks sees the same draws.
@@ -160,17 +164,21 @@ class GiftTask(Task):
             index += 1
 
     def check_model(self, model: torch.nn.Module) -> None:
-        """Raise a ConfigError unless `model` exposes hidden states at every mixing layer."""
-        if not hasattr(model, "hidden") and hasattr(unwrap(model), "hidden"):
-            raise ConfigError("GIFT calls the model's hidden() and resume() directly, which a distributed "
-                              "wrapper (DDP, FSDP) does not synchronise: run GIFT with the single strategy")
-        if not (hasattr(model, "hidden") and hasattr(model, "resume") and hasattr(model, "num_stages")):
+        """Raise a ConfigError unless `model` exposes hidden states at every mixing layer (through
+        forward's `to_layer` / `from_layer`, which any distributed wrapper passes on)."""
+        module = unwrap(model)
+        if not (hasattr(module, "hidden") and hasattr(module, "resume") and hasattr(module, "num_stages")):
             raise ConfigError(f"GIFT mixes hidden states, so the model must be a StagedModel (MLP, SmallCNN, "
-                              f"ViT); {type(model).__name__} is not")
+                              f"ViT); {type(module).__name__} is not")
         deepest = max(self.mix_layers)
-        if deepest > model.num_stages:
-            raise ConfigError(f"GiftTask.mix_layers = {list(self.mix_layers)} but {type(model).__name__} has "
-                              f"{model.num_stages} stages: layers go from 0 (after the stem) to {model.num_stages}")
+        if deepest > module.num_stages:
+            raise ConfigError(f"GiftTask.mix_layers = {list(self.mix_layers)} but {type(module).__name__} has "
+                              f"{module.num_stages} stages: layers go from 0 (after the stem) to {module.num_stages}")
+        if (self.stop_gradient and not self.source_weight and isinstance(model, DistributedDataParallel)
+                and not model.find_unused_parameters):
+            raise ConfigError("GIFT with GiftTask.stop_gradient leaves the layers below the mixing layer without "
+                              "gradients, which DDP must be told: bind DDP.find_unused_parameters = True "
+                              "(gin/gift/gift.gin does)")
 
     def loss(self, model, batch):
         self.check_model(model)
@@ -185,7 +193,7 @@ class GiftTask(Task):
         with torch.no_grad():
             target_hidden = self.teacher.hidden(target, layer)[partner[paired]]
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.stop_gradient):
-            source_hidden = model.hidden(source, layer)[paired]
+            source_hidden = model(source, to_layer=layer)[paired]
             mixed = mix(source_hidden, target_hidden, batch["lambda"][paired])
         if self.mixed_labels == "pair":
             mixed_labels, weights = labels[paired], torch.ones_like(labels[paired], dtype=torch.bool)
@@ -194,7 +202,7 @@ class GiftTask(Task):
                 teacher_logits = self.teacher.resume(mixed, layer)["logits"]
             mixed_labels = teacher_logits.argmax(-1)
             weights = keep_confident(confidence_of(teacher_logits, self.confidence), self.drop_fraction)
-        mixed_logits = model.resume(mixed, layer)["logits"]
+        mixed_logits = model(mixed, from_layer=layer)["logits"]
         mix_loss = masked_cross_entropy(mixed_logits, mixed_labels, weights)
         metrics = {"mix_loss": mix_loss.detach(), "paired_fraction": paired.float().mean(),
                    "lambda": batch["lambda"].float().mean(), "mix_layer": torch.tensor(float(layer))}

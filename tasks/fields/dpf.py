@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from engine import summaries
-from engine.data import Shard, batch_rng, device_of, generated_batches
+from engine.data import Shard, batch_rng, device_of, generated_batches, unwrap
 from engine.errors import require, require_int
 from engine.task import Task
 from tasks.common.diffusion import DDIMSampler, GaussianDiffusion, Sampler, classifier_free_guidance, drop_condition
@@ -210,7 +210,9 @@ class FieldDiffusion(Task):
         samples = self.source.finalize(raw.numpy())
         metrics.update(self.score(samples, split, None if labels is None else labels.numpy()))
         if shard.rank == 0 and self.grid_fields:  # pictures come from rank 0's samples only
-            metrics.update(self.pictures(model, samples, split, generator))
+            # The plain module: a wrapper's forward may be collective (DDP's buffer broadcast), and
+            # only rank 0 draws these; during evaluation the strategy holds its whole weights.
+            metrics.update(self.pictures(unwrap(model), samples, split, generator))
         return metrics
 
     def pictures(self, model, samples: np.ndarray, split: str, generator: torch.Generator) -> dict[str, Any]:

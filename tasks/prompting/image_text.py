@@ -143,13 +143,15 @@ class ImageTextPairs(Task):
         return generated_batches(lambda rng, size, index: self.make_pairs(rng, size, split), split, shard)
 
     def loss(self, model, batch):
-        logits = model(batch["image"], batch["tokens"])["logits"].float()
+        out = model(batch["image"], batch["tokens"])
+        logits = out["logits"].float()
         # Identical captions in one batch are all correct answers: share the target among them.
         same = (batch["tokens"][:, None, :] == batch["tokens"][None, :, :]).all(-1).float()
         targets = same / same.sum(dim=1, keepdim=True)
         loss = 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
         hits = same.gather(1, logits.argmax(dim=1, keepdim=True)).mean()
-        return loss, {"image_to_text_accuracy": hits, "logit_scale": model_scale(model)}
+        # The scale as the forward pass used it: the module's own parameter may be a shard (FSDP, ZeRO-3).
+        return loss, {"image_to_text_accuracy": hits, "logit_scale": out["logit_scale"].float()}
 
     def eval_pairs_arrays(self) -> dict[str, np.ndarray]:
         return self.make_pairs(np.random.default_rng([7, self.eval_pairs]), self.eval_pairs, "eval")
@@ -191,7 +193,3 @@ def encode(model: torch.nn.Module, method: str, inputs: torch.Tensor, chunk: int
     """Call `model.<method>` on `inputs` in chunks (evaluation sets are encoded whole)."""
     fn = getattr(unwrap(model), method)
     return torch.cat([fn(inputs[i:i + chunk]) for i in range(0, len(inputs), chunk)]).float()
-
-
-def model_scale(model: torch.nn.Module) -> torch.Tensor:
-    return unwrap(model).scale().detach().float()

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from launch.run import main as run_main
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, TINY_PVR, run_cli
 
 PVR = os.path.join(REPO, "gin", "hyperut", "transformer_pvr.gin")
 
@@ -114,3 +114,46 @@ def test_config_error_exit_code_from_a_real_process(tmp_path):
     result = run_cli(["--gin", PVR, "--bind", "train.steps = 0", "--workdir", str(tmp_path)])
     assert result.returncode == 2
     assert result.stderr.strip().startswith("config error: train.steps") and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "deepspeed_zero2", "fairscale"])
+def test_a_distributed_strategy_without_torchrun_names_the_torchrun_command(tmp_path, capsys, monkeypatch,
+                                                                            strategy):
+    workdir = str(tmp_path / "run")
+    args = ["--gin", "gin/hyperut/transformer_pvr.gin", "--gin", f"gin/strategy/{strategy}.gin", "--workdir", workdir]
+    args += [arg for b in TINY_PVR for arg in ("--bind", b)]
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr("sys.argv", ["launch/run.py", *args])  # as `python launch/run.py ARGS` sees it
+    code = run_main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert (f"runs one process per rank under torchrun: torchrun --nproc-per-node 2 launch/run.py --gin "
+            f"gin/hyperut/transformer_pvr.gin --gin gin/strategy/{strategy}.gin --workdir {workdir}") in err
+    assert not os.path.exists(os.path.join(workdir, "checkpoints"))
+
+
+def test_a_bare_word_value_says_strings_need_quotes(tmp_path, capsys):
+    code, err = cli(capsys, "--gin", PVR, "--bind", "train.steps = ten")
+    assert code == 2 and "'ten'" in err and "strings need quotes" in err and "a --bind" in err
+    assert "ast.Name" not in err
+    code, err = cli(capsys, "--gin", PVR, "--gin", write(tmp_path, "bare.gin", "\ntrain.steps = ten\n"))
+    assert code == 2 and "strings need quotes" in err and "bare.gin, line 2" in err
+
+
+def test_a_gin_import_of_a_missing_module_is_one_line(tmp_path, capsys):
+    code, err = cli(capsys, "--gin", PVR, "--gin", write(tmp_path, "imp.gin", "import no_such_module_xyz\n"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "no_such_module_xyz" in err and "imp.gin, line 1" in err
+
+
+def test_a_component_built_without_a_required_parameter_names_the_binding(tmp_path, capsys):
+    config = "train.model = @MLP()\nMLP.input_dim = 16\n"
+    code, err = cli(capsys, "--gin", PVR, "--gin", write(tmp_path, "mlp.gin", config))
+    assert code == 2 and "missing required parameter: MLP.num_classes" in err
+
+
+def test_a_model_whose_forward_does_not_fit_the_task_is_a_config_error(tmp_path, capsys):
+    config = "train.model = @MLP()\nMLP.input_dim = 16\nMLP.num_classes = 10\n"
+    code, err = cli(capsys, "--gin", PVR, "--gin", write(tmp_path, "mlp.gin", config))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "MLP.forward does not take what CPVR passes it" in err

@@ -15,7 +15,7 @@ from tests.helpers import TINY_PVR, train_in_process
 
 
 def fake_trainer(module: torch.nn.Module):
-    return types.SimpleNamespace(strategy=types.SimpleNamespace(module=module, is_main=True))
+    return types.SimpleNamespace(strategy=types.SimpleNamespace(module=module, is_main=True, shards_parameters=False))
 
 
 def test_update_is_a_convex_combination_with_the_configured_decay():

@@ -101,8 +101,8 @@ def test_cores_that_read_no_keys_get_no_key_projection():
     assert random_only.query is None and random_only.key is None
     assert layer("synthesizer_dense").query is not None and layer("synthesizer_dense").key is None
     assert layer("synthesizer").key is not None
-    with pytest.raises(ConfigError, match="cannot do cross-attention"):
-        MultiHeadAttention(16, 2, attention=partial(ReformerAttention), d_context=8)
+    with pytest.raises(ConfigError, match="reads no keys, so it cannot do the cross-attention"):
+        MultiHeadAttention(16, 2, attention=partial(ReformerAttention), d_context=16)  # same width: still refused
 
 
 def test_random_synthesizer_weights_are_the_learned_table_alone():

@@ -203,17 +203,63 @@ def test_performer_error_to_softmax_falls_as_features_grow():
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.3 * errors[0]
 
 
-def test_performer_redraws_features_every_interval_in_training_only():
+def optimizer_step():
+    """Any torch optimizer's step ticks the Performer's training-step clock."""
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0).step()
+
+
+def test_performer_redraws_features_every_interval_of_optimizer_steps_in_training_only():
     core = PerformerAttention(num_heads=HEADS, head_dim=DIM, num_features=8, redraw_interval=2)
     q, k, v, _ = qkv()
     first = core.projection.clone()
-    core.eval()(q, k, v), core.eval()(q, k, v), core.eval()(q, k, v)
+    core.eval()(q, k, v), optimizer_step(), core.eval()(q, k, v), optimizer_step(), core(q, k, v)
     assert torch.equal(core.projection, first)
     core.train()
-    core(q, k, v), core(q, k, v)
+    core(q, k, v), core(q, k, v)  # calls within one step (recurrent steps, micro-batches) share it
+    optimizer_step()
+    core(q, k, v)
     assert torch.equal(core.projection, first)
-    core(q, k, v)  # the third training call starts a new interval
+    optimizer_step()
+    core(q, k, v)  # the third step starts a new interval
     assert not torch.equal(core.projection, first)
+    assert int(core.training_steps) == 3
+
+
+def test_performer_in_a_weight_shared_block_backpropagates_through_every_call():
+    """A recurrent block calls the core several times per forward: one projection, and the one
+    autograd saved is never overwritten (the in-place redraw broke this backward)."""
+    core = PerformerAttention(num_heads=HEADS, head_dim=DIM, num_features=8).train()
+    weight = torch.nn.Parameter(torch.eye(DIM))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    q, k, v, mask = qkv()
+    for _ in range(3):
+        h = q
+        for _ in range(3):
+            h = core(h @ weight, k, v, mask)
+        h.pow(2).sum().backward()
+        optimizer.step()
+    assert int(core.training_steps) == 3
+
+
+def test_performer_projections_are_a_pure_function_of_seed_and_step_so_resume_and_ranks_agree():
+    torch.manual_seed(5)
+    trained = PerformerAttention(num_heads=HEADS, head_dim=DIM, num_features=8).train()
+    q, k, v, _ = qkv()
+    for _ in range(2):
+        trained(q, k, v), optimizer_step()
+    saved = {name: t.clone() for name, t in trained.state_dict().items()}
+    trained(q, k, v)
+    after = trained.projection.clone()
+    torch.manual_seed(99)  # the restored core is built from another RNG state, then loads the checkpoint
+    restored = PerformerAttention(num_heads=HEADS, head_dim=DIM, num_features=8).train()
+    restored.load_state_dict(saved)
+    assert torch.equal(restored(q, k, v), trained(q, k, v)) and torch.equal(restored.projection, after)
+    torch.manual_seed(5)  # another rank: same seed before building, so the same features at every step
+    other_rank = PerformerAttention(num_heads=HEADS, head_dim=DIM, num_features=8).train()
+    torch.manual_seed(1234)  # ranks draw dropout from different streams; the features do not care
+    for _ in range(3):
+        other_rank(q, k, v), optimizer_step()
+    assert torch.equal(other_rank.projection, after)
 
 
 def test_orthogonal_features_are_orthogonal_within_a_block():

@@ -16,6 +16,8 @@ def padding_bias(key_mask: torch.Tensor | None) -> torch.Tensor | None:
 class DenseAttention(nn.Module):
     """Full softmax attention over all keys (the quadratic baseline)."""
 
+    cross_attention = True
+
     def __init__(self, *, num_heads: int, head_dim: int, dropout: float = 0.0, causal: bool = False) -> None:
         super().__init__()
         self.dropout = dropout

@@ -31,6 +31,8 @@ def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
 class LinearAttention(nn.Module):
     """Softmax replaced by the positive kernel elu(q)+1 . elu(k)+1; no L x L matrix."""
 
+    cross_attention = True
+
     def __init__(self, *, num_heads: int, head_dim: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.eps = eps

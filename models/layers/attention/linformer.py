@@ -17,6 +17,8 @@ from models.layers.attention.masking import check_capacity, positions_for, real_
 class LinformerAttention(nn.Module):
     """`share_kv=True` uses one projection for keys and values (LRA's released code does)."""
 
+    cross_attention = True  # E and F project the keys' length; queries may be any number
+
     def __init__(self, *, num_heads: int, head_dim: int, max_len: int, low_rank: int = 256,
                  share_kv: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
@@ -31,9 +33,9 @@ class LinformerAttention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        batch, _, length, _ = q.shape
+        batch, _, length, _ = k.shape  # the keys' length: under cross-attention it is not the queries'
         check_capacity(length, self.key_projection.shape[0], "LinformerAttention")
-        keep = real_mask(key_mask, batch, length, q.device)[:, None, :, None].to(k.dtype)
+        keep = real_mask(key_mask, batch, length, k.device)[:, None, :, None].to(k.dtype)
         e = self.key_projection[:length]
         f = e if self.value_projection is None else self.value_projection[:length]
         keys = torch.einsum("lr,bhld->bhrd", e, k * keep)

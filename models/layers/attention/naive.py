@@ -16,6 +16,8 @@ from models.layers.attention.masking import masked
 class NaiveSoftmaxAttention(nn.Module):
     """Full attention computed step by step: logits, mask, softmax, dropout, weighted sum."""
 
+    cross_attention = True
+
     def __init__(self, *, num_heads: int, head_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.scale = head_dim ** -0.5

@@ -102,15 +102,17 @@ def test_mix_interpolates_per_example():
     assert mixed[0].eq(0).all() and mixed[1].eq(0.25).all() and mixed[2].eq(1).all()
 
 
-def test_batches_cycle_the_mix_layers_and_split_evenly_across_ranks():
+def test_batches_cycle_the_mix_layers_split_sources_across_ranks_and_give_each_every_target():
+    """Each rank pairs its sources among all the step's targets, as one rank with the whole batch does."""
     domains = RotatedMoons(pool_size=64, intermediate_pool_size=8, test_size=8, intermediate_domains=0)
     task = GiftTask(domains, torch.nn.Identity(), round_index=1, rounds=3, mix_layers=[0, 2, 1])
     whole = task.batches("train", Shard(batch_size=8, seed=3))
     assert [next(whole)["mix_layer"] for _ in range(4)] == [0, 2, 1, 0]
     one = next(task.batches("train", Shard(batch_size=8, seed=3)))
     halves = [next(task.batches("train", Shard(batch_size=8, seed=3, rank=r, world_size=2))) for r in range(2)]
-    for key in ("inputs", "label", "target_inputs", "lambda", "pair_uniform"):
+    for key in ("inputs", "label", "lambda", "pair_uniform"):
         assert torch.equal(torch.cat([h[key] for h in halves]), one[key])
+    assert all(torch.equal(h["target_inputs"], one["target_inputs"]) for h in halves)
 
 
 def test_mixing_beyond_the_models_layers_is_a_config_error():
