@@ -65,7 +65,19 @@ def run(workdir: str, strategy: str, **kwargs) -> str:
 
 
 def kill_session(proc: subprocess.Popen) -> None:
+    """Kill a torchrun job and its ranks: torchrun may start its ranks in sessions of their own,
+    which a kill of its process group would leave training after the test."""
+    import psutil
+    try:
+        ranks = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.Error:
+        ranks = []
     os.killpg(proc.pid, signal.SIGKILL)
+    for rank in ranks:
+        try:
+            rank.kill()
+        except psutil.Error:
+            pass
     proc.wait()
 
 
