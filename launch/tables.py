@@ -22,7 +22,7 @@ import json
 import os
 import re
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from engine.config import REPO_ROOT
 from engine.files import write_atomically
@@ -158,33 +158,32 @@ def _column(results: Mapping[str, Any]) -> str:
     return results["study"].split("/")[-1]
 
 
+def _grid(many: Sequence[Mapping[str, Any]], items: str, key: str, head: str,
+          cell: Callable[[Mapping[str, Any], Mapping[str, Any]], str]) -> str:
+    """Rows named by each result's `items` entries (by `key`, in first-seen order) x one column per
+    study; an entry a study lacks is an empty cell."""
+    _same_table(many)
+    names = list(dict.fromkeys(entry[key] for r in many for entry in r[items]))
+    rows = []
+    for name in names:
+        row = [name]
+        for results in many:
+            entry = next((e for e in results[items] if e[key] == name), None)
+            row.append(cell(entry, results) if entry else "")
+        rows.append(row)
+    return markdown(rows, [head, *(_column(r) for r in many)])
+
+
 def summary_table(many: Sequence[Mapping[str, Any]]) -> str:
     """Arms (rows, by label) x studies (columns): report metric, mean [95% CI]."""
-    _same_table(many)
-    labels = list(dict.fromkeys(arm["label"] for r in many for arm in r["arms"]))
-    rows = []
-    for label in labels:
-        row = [label]
-        for results in many:
-            arm = next((a for a in results["arms"] if a["label"] == label), None)
-            row.append(interval(arm["summary"], results) if arm else "")
-        rows.append(row)
-    return markdown(rows, ["arm", *(_column(r) for r in many)])
+    return _grid(many, "arms", "label", "arm", lambda arm, results: interval(arm["summary"], results))
 
 
 def verdicts_table(many: Sequence[Mapping[str, Any]]) -> str:
     """Claims (rows, by text) x studies: paired difference [95% CI], wins, verdict."""
-    _same_table(many)
-    texts = list(dict.fromkeys(claim["text"] for r in many for claim in r["claims"]))
-    rows = []
-    for text in texts:
-        row = [text]
-        for results in many:
-            claim = next((c for c in results["claims"] if c["text"] == text), None)
-            row.append(f"{interval(claim['difference'], results, signed=True)}, {claim['wins']}/{len(claim['seeds'])}: "
-                       f"**{claim['verdict']}**" if claim else "")
-        rows.append(row)
-    return markdown(rows, ["claim", *(_column(r) for r in many)])
+    return _grid(many, "claims", "text", "claim",
+                 lambda claim, results: f"{interval(claim['difference'], results, signed=True)}, "
+                                        f"{claim['wins']}/{len(claim['seeds'])}: **{claim['verdict']}**")
 
 
 def render(many: Sequence[Mapping[str, Any]], view: str = "table") -> str:

@@ -20,3 +20,11 @@ def clean_gin():
     config.reset()
     yield
     config.reset()
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory) -> str:
+    """A folder all xdist workers of this session share (each worker's basetemp is inside it), where
+    torchrun tests cache the jobs several of them compare against."""
+    base = tmp_path_factory.getbasetemp()
+    return str(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)

@@ -26,13 +26,6 @@ pytestmark = pytest.mark.distributed
 JOB = os.path.join(REPO, "tests", "composition", "job.py")
 
 
-@pytest.fixture(scope="session")
-def shared_dir(tmp_path_factory) -> str:
-    """A folder all xdist workers of this session share (each worker's basetemp is inside it)."""
-    base = tmp_path_factory.getbasetemp()
-    return str(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
-
-
 def run_job(path: str, strategy: str) -> None:
     """All of `strategy`'s cells in one torchrun job; its ranks record their cells in `path`."""
     args = [arg for cell in job_cells(strategy) for arg in ("--cell", cell)]

@@ -18,22 +18,10 @@ import torch
 from engine import checkpoint
 from engine.logging import read_metrics
 from tests.engine import torchrun
-from tests.engine.torchrun import BINDINGS
+from tests.engine.torchrun import BINDINGS, reference_run
 from tests.helpers import losses
 
 pytestmark = pytest.mark.distributed
-
-
-@pytest.fixture(scope="session")
-def shared_dir(tmp_path_factory) -> str:
-    """The folder test_strategies.py caches its reference jobs in (shared by the xdist workers)."""
-    base = tmp_path_factory.getbasetemp()
-    return str(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
-
-
-def reference_run(shared_dir: str, strategy: str) -> str:
-    """The uninterrupted 2-rank run of `strategy` (the same cached job test_strategies.py uses)."""
-    return torchrun.cached(shared_dir, f"uninterrupted-{strategy}", lambda path: torchrun.run(path, strategy))
 
 
 def rank_zero(proc) -> psutil.Process | None:

@@ -19,7 +19,7 @@ from engine.logging import read_metrics
 from launch.export import main as export_main
 from tests.helpers import TINY_PVR, losses, subprocess_env, train_in_process
 from tests.engine import torchrun
-from tests.engine.torchrun import BINDINGS, CHECKPOINT_EVERY, STEPS
+from tests.engine.torchrun import BINDINGS, reference_run, CHECKPOINT_EVERY, STEPS
 
 pytestmark = pytest.mark.distributed
 
@@ -30,18 +30,6 @@ RESUMABLE = ["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3", "fairscale"]
 def on_cpu(monkeypatch):
     """The in-process references run where the torchrun ranks do: on the CPU, also on a GPU machine."""
     monkeypatch.setenv("GINTRAIN_DEVICE", "cpu")
-
-
-@pytest.fixture(scope="session")
-def shared_dir(tmp_path_factory) -> str:
-    """A folder all xdist workers of this session share (each worker's basetemp is inside it)."""
-    base = tmp_path_factory.getbasetemp()
-    return str(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
-
-
-def reference_run(shared_dir: str, strategy: str) -> str:
-    """The uninterrupted 2-rank run of `strategy` (run once per session)."""
-    return torchrun.cached(shared_dir, f"uninterrupted-{strategy}", lambda path: torchrun.run(path, strategy))
 
 
 def one_rank_run(shared_dir: str) -> str:

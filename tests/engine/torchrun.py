@@ -106,3 +106,9 @@ def cached(base: str, key: str, make: Callable[[str], object]) -> str:
             make(path)
             open(path + ".done", "w").close()
     return path
+
+
+def reference_run(shared_dir: str, strategy: str) -> str:
+    """The uninterrupted 2-rank run of `strategy`, run once per session (every test file that
+    compares against it shares the one cached job)."""
+    return cached(shared_dir, f"uninterrupted-{strategy}", lambda path: run(path, strategy))
