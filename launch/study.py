@@ -88,12 +88,19 @@ class Budget:
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-    """'`better` beats `worse`' on the study's report metric, in the study's direction."""
+    """'`better` beats `worse`' on the report split, on the study's metric and direction unless the
+    claim names its own (`metric`, e.g. 'ponder/out_of_range', with `direction` and the `scale` its
+    table prints it at). Arms tuned over different sweeps may be compared only with `tuning_note`
+    saying why the difference is fair (e.g. an axis the other arm does not have); the table prints it."""
 
     name: str
     text: str
     better: str
     worse: str
+    metric: str | None = None
+    direction: str | None = None
+    scale: float | None = None
+    tuning_note: str = ""
 
 
 def default_measure() -> dict[str, Any]:
@@ -120,7 +127,8 @@ class Study:
     called under each run's parsed configuration and returns its budget as {key: value}; with a
     `REPORT_EXAMPLES` entry and `proportion=True` the table states the binomial SE of the report
     split against a third of each claim's effect. `extract` turns a program's return value into
-    the run's metrics (see `final_metrics`); it must be a module-level function (it is pickled)."""
+    the run's metrics (see `final_metrics`), under the run's parsed configuration; it must be a
+    module-level function (it is pickled). `columns` adds report-split metrics to the arms table."""
 
     name: str
     title: str
@@ -139,13 +147,20 @@ class Study:
     scale: float = 1.0
     unit: str = ""
     notes: tuple[str, ...] = ()
+    columns: tuple[tuple[str, str, float], ...] = ()  # (label, report-split metric, scale): extra arm columns
+    # The metric that selects on `select_split` when it is not `metric` (e.g. the report metric needs
+    # labels the selection must not read: base-to-new selects on base-class accuracy alone).
+    select_metric: str | None = None
+    # Bindings formatted with each run's seed, after `train.seed = {seed}` (e.g. a task's own data
+    # seed), so that the seed varies them too and arms stay paired.
+    seed_bindings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.validate()
 
     @property
     def select_key(self) -> str:
-        return f"{self.select_split}/{self.metric}"
+        return f"{self.select_split}/{self.select_metric or self.metric}"
 
     @property
     def report_key(self) -> str:
@@ -169,9 +184,12 @@ class Study:
             raise StudyError(f"study {self.name!r} selects and reports on the same split {self.report_split!r}")
         for claim in self.claims:
             better, worse = self.arm(claim.better), self.arm(claim.worse)
-            if set(better.tune) != set(worse.tune):
+            if claim.direction is not None and claim.direction not in statistics.DIRECTIONS:
+                raise StudyError(f"claim {claim.name!r}: direction must be one of {statistics.DIRECTIONS}")
+            if set(better.tune) != set(worse.tune) and not claim.tuning_note:
                 raise StudyError(f"claim {claim.name!r} compares {better.name!r} tuned over {sorted(better.tune)} "
-                                 f"with {worse.name!r} tuned over {sorted(worse.tune)}: a baseline gets the same sweep")
+                                 f"with {worse.name!r} tuned over {sorted(worse.tune)}: a baseline gets the same sweep "
+                                 "(or the claim's tuning_note says why the difference is fair)")
         for key, budget in self.budgets.items():
             if key != budget.name:
                 raise StudyError(f"study {self.name!r} files budget {budget.name!r} under {key!r}")
@@ -210,7 +228,8 @@ def _configuration(study: Study, budget: Budget, arm: Arm, candidate: Mapping[st
                    seed: int) -> tuple[list[str], list[str]]:
     """The gin files and bindings of one run, in the order that makes later ones win."""
     bindings = [*study.bindings, *arm.bindings, *budget.bindings,
-                *(f"{axis} = {value}" for axis, value in candidate.items()), f"train.seed = {seed}"]
+                *(f"{axis} = {value}" for axis, value in candidate.items()), f"train.seed = {seed}",
+                *(binding.format(seed=seed) for binding in study.seed_bindings)]
     return [*arm.gin, *study.files], bindings
 
 
@@ -274,11 +293,11 @@ def execute(spec: Mapping[str, Any]) -> dict:
         with parsed_config(spec["files"], spec["bindings"]):
             hashed = config.config_hash()
             result = program.main(workdir)
-        wall = time.time() - began
+            wall = time.time() - began
+            extracted = spec["extract"](result)  # under the run's configuration: it may build the task
     if hashed != spec["config_hash"]:
         raise StudyError(f"{workdir}: the configuration parsed in the worker (hash {hashed}) is not the one "
                          f"planned ({spec['config_hash']}); is the checkout the same on every machine?")
-    extracted = spec["extract"](result)
     if not extracted["finished"]:
         raise Interrupted(f"{workdir} stopped before its last step; run the same command again to resume it")
     record = {key: spec[key] for key in ("study", "budget", "arm", "candidate", "seed")}
@@ -507,6 +526,10 @@ class Plan:
                 "declared": dict(arm.declared), "budget": self.measured[arm.name],
                 "summary": statistics.summarize(reported).as_dict(),
                 "select_summary": statistics.summarize([r["metrics"][study.select_key] for r in records]).as_dict(),
+                "columns": {label: {"scale": scale, **statistics.summarize(
+                    [r["metrics"][f"{study.report_split}/{metric}"] for r in records]).as_dict()}
+                    for label, metric, scale in study.columns  # an arm without the metric leaves it empty
+                    if all(f"{study.report_split}/{metric}" in r["metrics"] for r in records)},
                 "runs": [{"seed": r["seed"], "report": r["metrics"][study.report_key],
                           "select": r["metrics"][study.select_key], "metrics": r["metrics"], "extra": r["extra"],
                           "workdir": shown(run_dir(self.root, study, budget, arm.name, self.selected[arm.name],
@@ -515,13 +538,17 @@ class Plan:
         by_name = {a["name"]: a for a in arms}
         claims = []
         for claim in study.claims:
-            better = {r["seed"]: r["report"] for r in by_name[claim.better]["runs"]}
-            worse = {r["seed"]: r["report"] for r in by_name[claim.worse]["runs"]}
-            comparison = statistics.paired(better, worse, study.direction)
+            key = f"{study.report_split}/{claim.metric}" if claim.metric else study.report_key
+            direction = claim.direction or study.direction
+            better = {r["seed"]: r["metrics"][key] for r in by_name[claim.better]["runs"]}
+            worse = {r["seed"]: r["metrics"][key] for r in by_name[claim.worse]["runs"]}
+            comparison = statistics.paired(better, worse, direction)
             entry = {"name": claim.name, "text": claim.text, "better": claim.better, "worse": claim.worse,
-                     **comparison.as_dict()}
+                     "metric": claim.metric or study.metric, "direction": direction,
+                     "scale": claim.scale if claim.scale is not None else study.scale,
+                     "tuning_note": claim.tuning_note, **comparison.as_dict()}
             examples = self.measured[claim.better].get(REPORT_EXAMPLES)
-            if study.proportion and examples:
+            if study.proportion and examples and not claim.metric:
                 accuracy = (by_name[claim.better]["summary"]["mean"] + by_name[claim.worse]["summary"]["mean"]) / 2
                 entry["resolution"] = statistics.resolution(accuracy, int(examples), comparison.difference.mean)
             claims.append(entry)
@@ -530,7 +557,8 @@ class Plan:
             "budget": {"name": budget.name, "seeds": list(budget.seeds), "tuning_seeds": list(budget.tuning_seeds),
                        "bindings": list(budget.bindings), "sweep": {k: list(v) for k, v in budget.sweep.items()},
                        "note": budget.note},
-            "metric": study.metric, "direction": study.direction, "select_split": study.select_split,
+            "metric": study.metric, "select_metric": study.select_metric or study.metric,
+            "direction": study.direction, "select_split": study.select_split,
             "report_split": study.report_split, "proportion": study.proportion, "scale": study.scale,
             "unit": study.unit, "files": list(study.files), "bindings": list(study.bindings),
             "machine": machines.pop(), "provenance": {**summary_provenance(every),

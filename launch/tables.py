@@ -11,6 +11,10 @@ commas) and a view: `full`, `table` (the arms), `claims` (one study), `summary` 
 `verdicts` (claims x studies). Several files share a block only when they come from the same budget
 and the same machine.
 
+A benchmark's record (`results/bench/NAME.json`, written by `python launch/bench.py NAME`, see
+launch/benchmarks/_record.py) has its own views: `table` (its tables), `sentence` (its summary
+sentence and where, when and under what load it was measured) and `bench` (both).
+
     python launch/tables.py            # rewrite every block in README.md and docs/*.md
     python launch/tables.py --check    # exit 1 and name every block that differs from results/
 """
@@ -83,15 +87,29 @@ def _value(value: Any) -> str:
 
 # --- views ---------------------------------------------------------------------------------
 
+def claim_scale(claim: Mapping[str, Any], results: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The formatting of a claim's numbers: its own metric's scale where it names one."""
+    return {"scale": claim.get("scale", results["scale"])}
+
+
+def selection(results: Mapping[str, Any]) -> str:
+    """The split that selects, and its metric where that is not the report metric."""
+    metric = results.get("select_metric", results["metric"])
+    return results["select_split"] + (f" {metric}" if metric != results["metric"] else "")
+
+
 def arms_table(results: Mapping[str, Any]) -> str:
     declared = sorted({key for arm in results["arms"] for key in arm["declared"]})
+    columns = list(dict.fromkeys(label for arm in results["arms"] for label in arm.get("columns", {})))
     metric = f"{results['report_split']} {results['metric']}{' (' + results['unit'] + ')' if results['unit'] else ''}"
-    header = ["arm", f"{metric}, mean [95% CI]", "seeds", f"{results['select_split']} (selects)", "selected",
-              *declared]
+    header = ["arm", f"{metric}, mean [95% CI]", *columns, "seeds", f"{selection(results)} (selects)",
+              "selected", *declared]
     rows = []
     for arm in results["arms"]:
         selected = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in arm["selected"].items()) or "untuned"
-        rows.append([arm["label"], interval(arm["summary"], results), str(arm["summary"]["n"]),
+        extra = [interval(arm["columns"][c], arm["columns"][c]) if c in arm.get("columns", {}) else ""
+                 for c in columns]
+        rows.append([arm["label"], interval(arm["summary"], results), *extra, str(arm["summary"]["n"]),
                      number(arm["select_summary"]["mean"], results), selected,
                      *(_value(arm["budget"].get(key, "")) for key in declared)])
     text = markdown(rows, header)
@@ -104,6 +122,8 @@ def arms_table(results: Mapping[str, Any]) -> str:
 
 def claims_table(results: Mapping[str, Any]) -> str:
     unit = "points" if results["scale"] == 100 else results["metric"]
+    if any(claim.get("metric", results["metric"]) != results["metric"] for claim in results["claims"]):
+        unit += ", or the claim's own metric"
     header = ["claim", f"difference ({unit}), mean [95% CI]", "wins", "verdict", "report-split SE vs effect/3"]
     rows = []
     for claim in results["claims"]:
@@ -114,9 +134,13 @@ def claims_table(results: Mapping[str, Any]) -> str:
                   + f" ({resolution['examples']:,} examples)")
         else:
             se = "n/a"
-        rows.append([claim["text"], interval(claim["difference"], results, signed=True),
+        rows.append([claim["text"], interval(claim["difference"], claim_scale(claim, results), signed=True),
                      f"{claim['wins']}/{len(claim['seeds'])}", f"**{claim['verdict']}**", se])
-    return markdown(rows, header)
+    text = markdown(rows, header)
+    notes = [f"- {claim['text']}: {claim['tuning_note']}" for claim in results["claims"] if claim.get("tuning_note")]
+    if notes:
+        text += "\nArms tuned over different sweeps, and why the comparison is fair:\n" + "\n".join(notes) + "\n"
+    return text
 
 
 def header_lines(results: Mapping[str, Any]) -> list[str]:
@@ -130,7 +154,7 @@ def header_lines(results: Mapping[str, Any]) -> list[str]:
     lines = [f"Budget `{budget['name']}`" + (f" ({budget['note']})" if budget["note"] else "")
              + f"; seeds {seeds}, paired across arms (same data order and starting model)."]
     if sweep:
-        lines.append(f"Tuning: {sweep}, the same values for every tuned arm, scored on `{results['select_split']}` "
+        lines.append(f"Tuning: {sweep}, the same values for every tuned arm, scored on `{selection(results)}` "
                      f"over seeds {tuning}; `{results['report_split']}` is read once, for the selected configuration.")
     lines.append(f"Machine: {results['machine']}, {'/'.join(map(str, prov['threads']))} thread(s) per run; "
                  f"{versions}; commit {commits}; {prov['runs']} runs in the table ({prov['wall_s'] / 60:.1f} min) "
@@ -182,11 +206,60 @@ def summary_table(many: Sequence[Mapping[str, Any]]) -> str:
 def verdicts_table(many: Sequence[Mapping[str, Any]]) -> str:
     """Claims (rows, by text) x studies: paired difference [95% CI], wins, verdict."""
     return _grid(many, "claims", "text", "claim",
-                 lambda claim, results: f"{interval(claim['difference'], results, signed=True)}, "
+                 lambda claim, results: f"{interval(claim['difference'], claim_scale(claim, results), signed=True)}, "
                                         f"{claim['wins']}/{len(claim['seeds'])}: **{claim['verdict']}**")
 
 
+# --- benchmark records -------------------------------------------------------------------
+
+BENCH_VIEWS = ("table", "sentence", "bench")
+
+
+def is_bench(results: Mapping[str, Any]) -> bool:
+    return str(results.get("schema", "")).startswith("gintrain.bench/")
+
+
+def bench_tables(results: Mapping[str, Any]) -> str:
+    """Each table of the record, every cell its column's template formatted with the row."""
+    parts = []
+    for spec in results["tables"].values():
+        rows = [[template.format(**row) for _, template in spec["columns"]] for row in spec["rows"]]
+        text = markdown(rows, [label for label, _ in spec["columns"]])
+        parts.append(f"{spec['title']}:\n\n{text}" if spec.get("title") else text)
+    return "\n".join(parts)
+
+
+def bench_caption(results: Mapping[str, Any]) -> str:
+    """Where, when and how busy: the command, machine, threads, versions, commit, load and wall time."""
+    prov, load = results["provenance"], results["load"]
+    cuda = prov["versions"].get("cuda")
+    commit = (prov["commit"] or "unknown")[:10] + (" with uncommitted changes" if prov["dirty"] else "")
+    busy = (f"load average {load['start'][0]:.2f} at the start and {load['end'][0]:.2f} at the end (1 minute, "
+            f"{load['cpus']} CPUs)") if load["start"] and load["end"] else "load average not available"
+    return (f"Measured by `{prov['command']}` on {prov['device']['type']}: {prov['device']['name']}, "
+            f"{prov['threads']} thread(s), torch {prov['versions']['torch']}{f', CUDA {cuda}' if cuda else ''}, "
+            f"commit {commit}, {results['finished'][:10]}; {busy}; {prov['wall_s'] / 60:.1f} min.")
+
+
+def bench_view(results: Mapping[str, Any], view: str) -> str:
+    if view not in BENCH_VIEWS:
+        raise TableError(f"unknown view {view!r} for the benchmark record of {results['benchmark']}; "
+                         f"views: {BENCH_VIEWS}")
+    if view == "table":
+        return bench_tables(results)
+    if view == "sentence" and not results["summary"]:
+        raise TableError(f"the benchmark record of {results['benchmark']} has no summary sentence")
+    sentence = results["summary"].format(**results["figures"]) + " " if results["summary"] else ""
+    text = sentence + bench_caption(results) + "\n"
+    tables = bench_tables(results)
+    return text if view == "sentence" or not tables else tables + "\n" + text
+
+
 def render(many: Sequence[Mapping[str, Any]], view: str = "table") -> str:
+    if any(is_bench(results) for results in many):
+        if len(many) != 1:
+            raise TableError("a benchmark record shows alone, one block per file")
+        return bench_view(many[0], view)
     if view not in VIEWS:
         raise TableError(f"unknown view {view!r}; views: {VIEWS}")
     if view in ("summary", "verdicts"):

@@ -1,328 +1,215 @@
-"""Hyper-UT at CPU scale: six C-PVR models and ViT vs U-ViT vs HyperU-ViT on two image sets.
+"""Hyper-UT under the study protocol (docs/studies.md): six C-PVR models, and ViT / U-ViT /
+HyperU-ViT on two image sets, each arm at one budget over paired seeds.
 
-    python launch/reproduce.py hyperut [--seeds 0,1] [--steps N] [--image-steps N] [--only cpvr|images]
-                                       [--jobs 16] [--bind 'LENGTH = 24']
+    python launch/reproduce.py hyperut --budget cpu --jobs 2          # the committed results
+    python launch/reproduce.py hyperut --budget smoke --only cpvr     # seconds: the whole pipeline
+    python launch/reproduce.py hyperut --budget gpu --jobs 16         # one GPU machine
 
-C-PVR: Transformer, UT, UT+ACT, Hyper (FFN), Hyper-UT (FFN) and Hyper-UT train with the same
-budget and seeds on the training hops of gin/hyperut/cpvr_hops.gin and are evaluated on every hop
-count; the table gives per-hop accuracy, the accuracy on examples the chain-free shortcut gets wrong, and mean ponder
-steps, in and out of the training range. Images: ViT vs U-ViT vs HyperU-ViT on scikit-learn
-digits and on textured shapes: accuracy, average layers used and measured FLOPs per image
-(halted images really leave the batch, so the FLOP counter sees the saving).
-Writes results/hyperut/{table.md, cpvr_hops.png, images.png}.
+C-PVR (study `hyperut/cpvr`): Transformer, UT, UT+ACT, Hyper (hyper-modules, no halting), Hyper-UT
+(FFN) and Hyper-UT train on hops 1-3 and are judged on hops 4-6 of the test split. Every arm gets
+the same learning-rate sweep, the halting arms (UT+ACT, both Hyper-UTs) also a ponder-weight sweep,
+scored on a validation split of fresh examples of every hop count; the test split is read once.
+Images (studies `hyperut/digits`, `hyperut/shapes`): the three models untuned at their gin files'
+learning rate, >= 3 seeds, with the layers each image used and the FLOPs per image measured on the
+test images (halted images really leave the batch, so the counter sees the saving).
+Writes results/hyperut/<study>/<budget>.json and .md, and results/hyperut/cpvr/<budget>_hops.png.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
-import time
-from typing import Any, Sequence
+import shlex
+from typing import Any
 
-from engine.config import REPO_ROOT
-from launch.experiment import markdown_table, mean_std, run_config
+from launch import study as protocol
+from launch.study import Arm, Budget, Claim, Study
 
-CPVR_MODELS = (  # name, run folder, gin files (later files win)
-    ("Transformer", "Transformer",
-     ("gin/hyperut/transformer_pvr.gin", "gin/hyperut/cpvr_hops.gin", "gin/hyperut/transformer_cpvr.gin")),
-    ("UT", "UT", ("gin/hyperut/ut_pvr.gin",)),
-    ("UT+ACT", "UT_ACT", ("gin/hyperut/ut_act_pvr.gin",)),
-    ("Hyper (FFN)", "Hyper", ("gin/hyperut/hyper_pvr.gin",)),
-    ("Hyper-UT (FFN)", "Hyper-UT_FFN", ("gin/hyperut/hyperut_ffn_pvr.gin",)),
-    ("Hyper-UT", "Hyper-UT", ("gin/hyperut/hyperut_pvr.gin",)),
+LR = ("AdamW.lr",)
+LR_PONDER = ("AdamW.lr", "UniversalTransformerClassifier.ponder_weight")
+CPVR_ARMS = (
+    Arm("transformer", "Transformer (8 layers)",
+        ("gin/hyperut/transformer_pvr.gin", "gin/hyperut/cpvr_hops.gin", "gin/hyperut/transformer_cpvr.gin"), tune=LR),
+    Arm("ut", "UT", ("gin/hyperut/ut_pvr.gin",), tune=LR),
+    Arm("ut_act", "UT+ACT", ("gin/hyperut/ut_act_pvr.gin",), tune=LR_PONDER),
+    Arm("hyper", "Hyper (FFN hyper-modules, no halting)", ("gin/hyperut/hyper_pvr.gin",), tune=LR),
+    Arm("hyperut_ffn", "Hyper-UT (FFN)", ("gin/hyperut/hyperut_ffn_pvr.gin",), tune=LR_PONDER),
+    Arm("hyperut", "Hyper-UT (attention + FFN, the flagship)", ("gin/hyperut/hyperut_pvr.gin",), tune=LR_PONDER),
 )
-IMAGE_MODELS = (
-    ("ViT", "gin/hyperut/vit_digits.gin", "ViT"),
-    ("U-ViT", "gin/hyperut/uvit_digits.gin", "UniversalViT"),
-    ("HyperU-ViT", "gin/hyperut/hyperut_vit_digits.gin", "HyperUViT"),
+NO_HALTING = ("the baseline does not halt, so it has no ponder weight to tune; both arms get the same "
+              "learning-rate sweep")
+CPVR_CLAIMS = (
+    Claim("beats_transformer", "Hyper-UT beats the Transformer beyond the training hops", "hyperut", "transformer",
+          tuning_note=NO_HALTING),
+    Claim("modularity_adds_to_adaptivity", "Hyper-UT beats UT+ACT beyond the training hops (hyper-modules help)",
+          "hyperut", "ut_act"),
+    Claim("adaptivity_adds_to_modularity", "Hyper-UT beats Hyper beyond the training hops (halting helps)",
+          "hyperut", "hyper", tuning_note=NO_HALTING),
+    Claim("fewer_steps_in_range", "Hyper-UT uses fewer steps than UT+ACT on the training hops (mean ponder)",
+          "hyperut", "ut_act", metric="ponder/in_range", direction="lower", scale=1.0),
+    Claim("allocation_grows_with_hops", "Hyper-UT's steps grow more from hops 1-3 to 4-6 than UT+ACT's "
+          "(ponder 4-6 minus ponder 1-3)", "hyperut", "ut_act", metric="ponder_growth", scale=1.0),
 )
-IMAGE_TASKS = (  # name, extra gin file (None: digits as in the files), steps (32x32 costs ~4x per step)
-    ("digits 16x16", None, 1000),
-    ("textured shapes 32x32", "gin/hyperut/textured_shapes.gin", 600),
+CPVR_COLUMNS = (("hops 1-3 (%)", "accuracy/in_range", 100), ("4-6 where the shortcut fails (%)",
+                                                             "accuracy_no_shortcut/out_of_range", 100),
+                ("ponder 1-3", "ponder/in_range", 1), ("ponder 4-6", "ponder/out_of_range", 1))
+# Every run evaluates the validation split (selection) and the test split ('eval'), at the end only.
+CPVR_COMMON = ("train.eval_splits = ['eval', 'validation']", "train.log_every = 100")
+CPVR_SWEEP = {"AdamW.lr": ("1e-3", "3e-3"), "UniversalTransformerClassifier.ponder_weight": ("1e-3", "1e-2")}
+SMOKE_MODELS = ("TransformerClassifier.d_model = 16", "TransformerClassifier.num_layers = 2",
+                "UniversalTransformerClassifier.d_model = 16", "UniversalTransformerClassifier.max_steps = 2",
+                "HyperBlock.pool_size = 2", "HyperBlock.d_embed = 8")
+
+
+def cpvr_budgets() -> dict[str, Budget]:
+    def sized(steps: int, batch: int, per_level: int, curriculum: int) -> tuple[str, ...]:
+        return (f"train.steps = {steps}", f"train.eval_every = {steps}", f"train.batch_size = {batch}",
+                f"CPVR.eval_examples_per_level = {per_level}", f"CPVR.curriculum_batches = {curriculum}")
+    return {
+        "smoke": Budget("smoke", seeds=(0, 1), bindings=sized(8, 16, 16, 2) + SMOKE_MODELS,
+                        sweep=CPVR_SWEEP, tune_seeds=1, note="tiny shapes: tests the pipeline"),
+        "cpu": Budget("cpu", seeds=(0, 1, 2, 3, 4), bindings=sized(1000, 64, 1024, 150), sweep=CPVR_SWEEP,
+                      tune_seeds=1, note="1,000 steps of batch 64, hops opened every 150 steps; a 2-core CPU"),
+        "gpu": Budget("gpu", seeds=tuple(range(10)), bindings=sized(2500, 64, 2048, 300), sweep=CPVR_SWEEP,
+                      tune_seeds=2, note="the gin files' 2,500 steps over 10 seeds, for one GPU machine"),
+    }
+
+
+def cpvr_measure() -> dict[str, Any]:
+    """Steps and batch, and the test examples beyond the training hops (which size the binomial SE)."""
+    import gin
+    (lo, hi), (train_lo, train_hi) = gin.query_parameter("CPVR.eval_hops"), gin.query_parameter("CPVR.train_hops")
+    outside = sum(1 for k in range(lo, hi + 1) if not train_lo <= k <= train_hi)
+    per_level = gin.query_parameter("CPVR.eval_examples_per_level")
+    return {**protocol.default_measure(), "hops trained": f"{train_lo}-{train_hi}",
+            "curriculum": gin.query_parameter("CPVR.curriculum_batches"),
+            protocol.REPORT_EXAMPLES: outside * per_level, "validation examples": (hi - lo + 1) * per_level}
+
+
+def cpvr_extract(result: Any) -> dict[str, Any]:
+    """The final metrics, plus `ponder_growth` (ponder beyond the training hops minus on them) for a
+    model that halts."""
+    out = protocol.final_metrics(result)
+    for split in ("eval", "validation"):
+        inside, outside = out["metrics"].get(f"{split}/ponder/in_range"), out["metrics"].get(f"{split}/ponder/out_of_range")
+        if inside is not None and outside is not None:
+            out["metrics"][f"{split}/ponder_growth"] = outside - inside
+    return out
+
+
+def cpvr_study() -> Study:
+    return Study(
+        name="hyperut/cpvr", title="Hyper-UT on C-PVR: accuracy beyond the training hop counts", arms=CPVR_ARMS,
+        budgets=cpvr_budgets(), claims=CPVR_CLAIMS, metric="accuracy/out_of_range", select_split="validation",
+        report_split="eval", bindings=CPVR_COMMON, measure=cpvr_measure, extract=cpvr_extract, proportion=True,
+        scale=100, unit="%", columns=CPVR_COLUMNS,
+        notes=("C-PVR at length 16: train on hops 1-3 (opened one at a time), report the test accuracy on hops "
+               "4-6. Selection reads a validation split of fresh examples of every hop count (1-6), so the sweep "
+               "sees the hop counts it is judged on, as any held-out set of the test distribution would; the test "
+               "split is read once. The 'where the shortcut fails' column keeps only the examples that the "
+               "chain-free rule of `python launch/reproduce.py cpvr_shortcuts` gets wrong. The ponder claims "
+               "compare the mean steps per token (ponder), the compute a halting model spends.",))
+
+
+IMAGE_ARMS = (
+    Arm("vit", "ViT (4 layers)", ("gin/hyperut/vit_digits.gin",)),
+    Arm("uvit", "U-ViT (ACT, up to 4 steps)", ("gin/hyperut/uvit_digits.gin",)),
+    Arm("hyperuvit", "HyperU-ViT (ACT + hyper-modules)", ("gin/hyperut/hyperut_vit_digits.gin",)),
 )
+IMAGE_SETS = {  # name: (overlay gin files, title, cpu steps, data bindings)
+    "digits": ((), "scikit-learn digits at 16x16", 1000, ("DigitsClassification.validation_size = 300",)),
+    "shapes": (("gin/hyperut/textured_shapes.gin",), "textured shapes at 32x32 (24 classes)", 600,
+               ("TexturedShapes.eval_batches = 16",)),
+}
+IMAGE_COLUMNS = (("layers used", "layers", 1), ("MFLOPs / image", "mflops", 1))
+SMOKE_IMAGES = ("ViT.d_model = 16", "ViT.num_layers = 2", "UniversalViT.d_model = 16", "UniversalViT.max_steps = 2",
+                "HyperBlock.pool_size = 2", "HyperBlock.d_embed = 8", "TexturedShapes.eval_batches = 1")
 
 
-def final_eval(result: Any) -> dict[str, float]:
-    return {k: float(v) for k, v in result.metrics.get("eval", {}).items() if isinstance(v, (int, float))}
+def image_budgets(steps: int, data: tuple[str, ...]) -> dict[str, Budget]:
+    def sized(n: int, batch: int = 64) -> tuple[str, ...]:
+        return (f"train.steps = {n}", f"train.eval_every = {n}", f"train.batch_size = {batch}", *data)
+    return {
+        "smoke": Budget("smoke", seeds=(0,), bindings=sized(4, 16) + SMOKE_IMAGES, note="tiny shapes: tests the pipeline"),
+        "cpu": Budget("cpu", seeds=(0, 1, 2), bindings=sized(steps), note="a 2-core CPU; no claim is judged on 3 seeds"),
+        "gpu": Budget("gpu", seeds=tuple(range(5)), bindings=sized(3 * steps), note="3x the steps, 5 seeds; one GPU"),
+    }
 
 
-def train_once(files: Sequence[str], bindings: Sequence[str], workdir: str) -> tuple[Any, float]:
-    """Run a configuration (a finished run in `workdir` only reports again) and return its result
-    with the CPU seconds its training took, remembered beside the run for later reports."""
-    record = os.path.join(workdir, "cpu_seconds.json")
-    start = time.process_time()
-    result = run_config(files, bindings, workdir)
-    if not os.path.exists(record):
-        with open(record, "w") as handle:
-            json.dump({"cpu_seconds": time.process_time() - start}, handle)
-    with open(record) as handle:
-        return result, json.load(handle)["cpu_seconds"]
-
-
-def _train_only(files: Sequence[str], bindings: Sequence[str], workdir: str) -> None:
-    torch_threads()
-    train_once(files, bindings, workdir)
-
-
-def train_in_parallel(runs: Sequence[tuple[Sequence[str], Sequence[str], str]], jobs: int) -> None:
-    """Train `runs` in `jobs` fresh processes at once (one thread each); the report loops then find
-    them finished and only evaluate them again. jobs <= 1: nothing here, they train in the loop."""
-    if jobs <= 1 or not runs:
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        for future in [pool.submit(_train_only, *run) for run in runs]:
-            future.result()
-
-
-def logged_eval(run_dir: str) -> dict[str, float] | None:
-    """The last evaluation a run logged, with its step and the CPU seconds it recorded (NaN when it
-    was stopped before the end): the table of runs trained elsewhere, without their checkpoints."""
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return None
-    with open(path) as handle:
-        evals = [r for r in map(json.loads, handle) if r.get("split") == "eval"]
-    if not evals:
-        return None
-    metrics = {k: float(v) for k, v in evals[-1].items() if isinstance(v, (int, float))}
-    record = os.path.join(run_dir, "cpu_seconds.json")
-    metrics["seconds"] = json.load(open(record))["cpu_seconds"] if os.path.exists(record) else float("nan")
-    return metrics
-
-
-def cpvr_runs(args: argparse.Namespace, workdir: str) -> list[tuple[str, int, Sequence[str], list[str], str]]:
-    """(model, seed, gin files, bindings, run directory) of every C-PVR run, in report order."""
-    seeds = [int(s) for s in args.seeds.split(",")]
-    wanted = args.models.split(",") if args.models else [name for name, _, _ in CPVR_MODELS]
-    runs = []
-    for name, folder, files in CPVR_MODELS:
-        if name not in wanted:
-            continue
-        for seed in seeds:
-            bindings = [f"train.seed = {seed}", "train.checkpoint_every = 0", "train.log_every = 100"]
-            if args.steps:
-                bindings += [f"train.steps = {args.steps}", f"train.eval_every = {args.steps}"]
-            bindings += list(args.bind)
-            runs.append((name, seed, files, bindings,
-                         os.path.join(workdir, "cpvr", folder, f"seed{seed}")))
-    return runs
-
-
-def run_cpvr(args: argparse.Namespace, workdir: str) -> tuple[list[dict], dict[str, list[dict]]]:
-    runs = cpvr_runs(args, workdir)
-    if not args.from_logs:
-        train_in_parallel([(files, bindings, run_dir) for _, _, files, bindings, run_dir in runs], args.jobs)
-    per_model: dict[str, list[dict]] = {}
-    for name, seed, files, bindings, run_dir in runs:
-        if args.from_logs:
-            metrics = logged_eval(run_dir)
-            if metrics is None:
-                continue
-        else:
-            result, seconds = train_once(files, bindings, run_dir)
-            metrics = dict(final_eval(result), seconds=seconds, step=result.step)
-            if name == "Hyper-UT" and seed == runs[0][1]:
-                save_ponder_map(result.model, files, bindings, os.path.join(args.out, "ponder_map.png"))
-        per_model.setdefault(name, []).append(metrics)
-        print(f"{name} seed {seed}: accuracy in {metrics.get('accuracy/in_range', float('nan')):.3f} "
-              f"out {metrics.get('accuracy/out_of_range', float('nan')):.3f} ({metrics['seconds']:.0f} s)",
-              flush=True)
-    rows = []
-    for name, runs in per_model.items():
-        row = {"model": name}
-        for key, column in (("accuracy/in_range", "acc. in range"), ("accuracy/out_of_range", "acc. out of range"),
-                            ("accuracy_no_shortcut/in_range", "no-shortcut acc. in"),
-                            ("accuracy_no_shortcut/out_of_range", "no-shortcut acc. out"),
-                            ("ponder/in_range", "ponder in"), ("ponder/out_of_range", "ponder out")):
-            row[column] = mean_std([r.get(key, float("nan")) for r in runs])
-        row["steps"] = "/".join(f"{r['step']:.0f}" for r in runs)
-        seconds = [r["seconds"] for r in runs if r["seconds"] == r["seconds"]]
-        row["CPU s / run"] = f"{statistics.mean(seconds):.0f}" if seconds else "n/a"
-        rows.append(row)
-    return rows, per_model
-
-
-def save_ponder_map(model: Any, files: Sequence[str], bindings: Sequence[str], path: str) -> None:
-    """The TensorBoard ponder heat map of the first eval batch (one example per hop), as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import torch
-    from matplotlib import pyplot as plt
-
-    from engine.data import Shard
-    task = _task_for(files, bindings)
-    batch = next(iter(task.batches("eval", Shard(batch_size=64))))
-    model.eval()
-    with torch.no_grad():
-        image = task.ponder_heatmap(batch, task.forward(model, batch))
-    if image is not None:
-        plt.imsave(path, image.as_hwc_float())
-
-
-def hop_table(per_model: dict[str, list[dict]], prefix: str, hops: range) -> str:
-    rows = []
-    for name, runs in per_model.items():
-        row = {"model": name}
-        for k in hops:
-            values = [r.get(f"{prefix}/hops_{k}", float("nan")) for r in runs]
-            values = [v for v in values if v == v]
-            row[f"{k}"] = statistics.mean(values) if values else None
-        rows.append(row)
-    return markdown_table(rows, ["model"] + [f"{k}" for k in hops], floatfmt=".2f")
-
-
-def run_images(args: argparse.Namespace, workdir: str) -> list[dict]:
+def image_extract(result: Any) -> dict[str, Any]:
+    """The final metrics, plus the layers each test image used and the FLOPs per test image of the
+    trained model on the first test batch (counted, not estimated)."""
     import torch
 
+    from engine import config
     from engine.analysis import measured_flops
     from engine.data import Shard
-    runs = []
-    for task_name, task_file, task_steps in IMAGE_TASKS:
-        if args.image_tasks and task_name.split()[0] not in args.image_tasks.split(","):
-            continue
-        for name, gin_file, _ in IMAGE_MODELS:
-            files = [gin_file] + ([task_file] if task_file else [])
-            bindings = ["train.checkpoint_every = 0", "train.log_every = 100"]
-            steps = args.image_steps or task_steps
-            bindings += [f"train.steps = {steps}", f"train.eval_every = {steps}"]
-            runs.append((task_name, name, files, bindings, os.path.join(workdir, "images", task_name.split()[0], name)))
-    if not args.from_logs:
-        train_in_parallel([(files, bindings, run_dir) for _, _, files, bindings, run_dir in runs], args.jobs)
-    rows = []
-    for task_name, name, files, bindings, run_dir in runs:
-        if args.from_logs and not os.path.exists(os.path.join(run_dir, "cpu_seconds.json")):
-            print(f"{task_name} {name}: no finished run in {run_dir}, left out (--from-logs trains nothing)")
-            continue
-        result, seconds = train_once(files, bindings, run_dir)
-        metrics = final_eval(result)
-        model = result.model.eval()
-        batch = next(iter(_task_for(files, bindings).batches("eval", Shard(batch_size=64))))
-        with torch.no_grad():
-            flops = measured_flops(lambda: model(batch["image"])) / len(batch["image"])
-            output = model(batch["image"])
-        layers = float(output["ponder"].mean()) if isinstance(output, dict) and "ponder" in output \
-            else float(len(model.stages))
-        rows.append({"task": task_name, "model": name, "steps": result.step, "accuracy": metrics.get("accuracy"),
-                     "average layers": layers, "MFLOPs / image": flops / 1e6,
-                     "CPU s": seconds})
-        print(f"{task_name} {name}: accuracy {metrics.get('accuracy', float('nan')):.3f}, layers {layers:.2f}, "
-              f"{flops / 1e6:.2f} MFLOPs", flush=True)
-    return rows
+    out = protocol.final_metrics(result)
+    model = result.model.eval()
+    batch = next(iter(config.built("train.task").batches("eval", Shard(batch_size=64))))
+    images = batch["image"].to(next(model.parameters()).device)
+    with torch.no_grad():
+        flops = measured_flops(lambda: model(images)) / len(images)
+        output = model(images)
+    layers = float(output["ponder"].float().mean()) if isinstance(output, dict) and "ponder" in output \
+        else float(len(model.stages))
+    out["metrics"].update({"eval/layers": layers, "eval/mflops": flops / 1e6})
+    return out
 
 
-def _task_for(files: Sequence[str], bindings: Sequence[str]):
-    """The task the configuration builds (gin is re-parsed; only the task is constructed)."""
-    from engine import config
-    from launch.experiment import parsed_config
-    with parsed_config(files, bindings):
-        return config.built("train.task")
+def image_study(name: str) -> Study:
+    files, title, steps, data = IMAGE_SETS[name]
+    return Study(
+        name=f"hyperut/{name}", title=f"ViT vs U-ViT vs HyperU-ViT on {title}: test accuracy", arms=IMAGE_ARMS,
+        budgets=image_budgets(steps, data), claims=(), metric="accuracy", select_split="validation",
+        report_split="eval", files=files, bindings=("train.eval_splits = ['eval', 'validation']",),
+        extract=image_extract, proportion=True, scale=100, unit="%", columns=IMAGE_COLUMNS,
+        notes=("Every model at its gin file's learning rate, untuned, as the paper's claim is about depth at "
+               "equal accuracy: 'matches a ViT with over 70% average savings' in layers. Too few seeds for a "
+               "verdict: the table gives means and 95% intervals only.",))
+
+
+def plot_hops(results: dict, path: str) -> None:
+    """Accuracy and mean ponder per hop count (mean over seeds), the training hops shaded."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    split = results["report_split"]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    hops = sorted({int(k.rsplit("_", 1)[1]) for arm in results["arms"] for r in arm["runs"]
+                   for k in r["metrics"] if k.startswith(f"{split}/accuracy/hops_")})
+    for index, arm in enumerate(results["arms"]):
+        for axis, prefix in zip(axes, ("accuracy", "ponder")):
+            keys = [f"{split}/{prefix}/hops_{k}" for k in hops]
+            if not all(key in arm["runs"][0]["metrics"] for key in keys):
+                continue
+            values = [sum(r["metrics"][key] for r in arm["runs"]) / len(arm["runs"]) for key in keys]
+            axis.plot(hops, values, marker="o", label=arm["label"], color=f"C{index}")
+    trained = results["arms"][0]["budget"]["hops trained"].split("-")
+    for axis, title in zip(axes, ("test accuracy", "mean ponder steps")):
+        axis.axvspan(int(trained[0]) - 0.5, int(trained[1]) + 0.5, color="0.9", zorder=0)
+        axis.set_xlabel("hops")
+        axis.set_title(title)
+    axes[0].legend(fontsize=7)
+    figure.suptitle(f"{results['title']} (budget {results['budget']['name']}, {len(results['budget']['seeds'])} seeds; "
+                    "training hops shaded)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--steps", type=int, default=0, help="C-PVR steps per run (0: the gin files')")
-    parser.add_argument("--image-steps", type=int, default=0,
-                        help="image steps per run (0: 1,000 on digits, 600 on textured shapes)")
-    parser.add_argument("--only", choices=["cpvr", "images"])
-    parser.add_argument("--models", default="", help="comma-separated C-PVR model names (default: all six)")
-    parser.add_argument("--bind", action="append", default=[],
-                        help="extra gin binding for every C-PVR run, e.g. 'LENGTH = 24' (repeatable)")
-    parser.add_argument("--image-tasks", default="", help="comma-separated: digits,textured (default: both)")
-    parser.add_argument("--from-logs", action="store_true",
-                        help="tables from the finished runs in --workdir (C-PVR: their logged evaluations); trains nothing")
-    parser.add_argument("--jobs", type=int, default=1, help="train this many runs at once, one process each")
-    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "results", "hyperut"))
-    parser.add_argument("--workdir", default=os.path.join(REPO_ROOT, "runs", "reproduce_hyperut"))
+    parser.add_argument("--only", choices=["cpvr", "images"], help="one part (default: both)")
+    protocol.add_arguments(parser)
     args = parser.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
-    torch_threads()
-    cpu_seconds = 0.0
-    sections = []
-    command = "python launch/reproduce.py hyperut " + " ".join(argv)
-    if args.only != "images":
-        rows, per_model = run_cpvr(args, args.workdir)
-        cpu_seconds += sum(r["seconds"] for runs in per_model.values() for r in runs if r["seconds"] == r["seconds"])
-        hops, train_hops = _hop_ranges(args.bind)
-        columns = ["model", "acc. in range", "acc. out of range", "no-shortcut acc. in", "no-shortcut acc. out",
-                   "ponder in", "ponder out", "steps", "CPU s / run"]
-        sections += ["## C-PVR (mean ± std over seeds " + args.seeds + ")\n", markdown_table(rows, columns),
-                     "\nAccuracy per hop count:\n", hop_table(per_model, "accuracy", hops),
-                     "\nAccuracy per hop count on examples the shortcut gets wrong:\n",
-                     hop_table(per_model, "accuracy_no_shortcut", hops),
-                     "\nMean ponder steps per hop count:\n", hop_table(per_model, "ponder", hops)]
-        with open(os.path.join(args.out, "cpvr_runs.json"), "w") as handle:
-            json.dump(per_model, handle, indent=1)
-        _plot_cpvr(per_model, hops, train_hops, os.path.join(args.out, "cpvr_hops.png"))
-    if args.only != "cpvr":
-        image_rows = run_images(args, args.workdir)
-        cpu_seconds += sum(r["CPU s"] for r in image_rows)
-        sections += ["\n## Images (one seed)\n",
-                     markdown_table(image_rows, ["task", "model", "steps", "accuracy", "average layers", "MFLOPs / image", "CPU s"])]
-        _plot_images(image_rows, os.path.join(args.out, "images.png"))
-    text = (f"# Hyper-UT reproduction\n\nCommand: `{command.strip()}`. Budget: {cpu_seconds / 60:.1f} CPU minutes "
-            f"of training and evaluation on one thread (process CPU time, which a busy machine does not "
-            f"inflate as it does wall-clock).\n\n" + "\n".join(sections))
-    with open(os.path.join(args.out, "table.md"), "w") as handle:
-        handle.write(text)
-    print(text)
-    return 0
-
-
-def torch_threads() -> None:
-    """One thread, as the CPU figures in the table assume (and the machine is shared)."""
-    import torch
-    torch.set_num_threads(1)
-
-
-def _hop_ranges(bindings: Sequence[str]) -> tuple[range, range]:
-    """The evaluated and the trained hop counts of the flagship's config with `bindings`."""
-    import gin
-
-    from launch.experiment import parsed_config
-    with parsed_config(["gin/hyperut/hyperut_pvr.gin"], bindings):
-        (lo, hi), (train_lo, train_hi) = gin.query_parameter("CPVR.eval_hops"), gin.query_parameter("CPVR.train_hops")
-        return range(lo, hi + 1), range(train_lo, train_hi + 1)
-
-
-def _plot_cpvr(per_model: dict[str, list[dict]], hops: range, train_hops: range, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for index, (name, runs) in enumerate(per_model.items()):
-        for axis, prefix in zip(axes, ("accuracy", "accuracy_no_shortcut", "ponder")):
-            values = [statistics.mean([r.get(f"{prefix}/hops_{k}", float("nan")) for r in runs]) for k in hops]
-            if all(v != v for v in values):
-                continue
-            axis.plot(list(hops), values, marker="o", label=name, color=f"C{index}")  # same colour in every panel
-    for axis, title in zip(axes, ("accuracy", "accuracy where the shortcut fails", "mean ponder steps")):
-        axis.axvspan(train_hops.start - 0.5, train_hops.stop - 0.5, alpha=0.12, color="gray")
-        axis.set_xlabel("hops (shaded: training range)")
-        axis.set_title(title)
-    axes[0].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _plot_images(rows: list[dict], path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5, 3.6))
-    for row in rows:
-        marker = "o" if row["task"].startswith("digits") else "s"
-        axis.scatter(row["average layers"], row["accuracy"], marker=marker)
-        axis.annotate(f"{row['model']} ({row['task'].split()[0]})", (row["average layers"], row["accuracy"]),
-                      fontsize=7, xytext=(3, 3), textcoords="offset points")
-    axis.set_xlabel("average layers used per image")
-    axis.set_ylabel("eval accuracy")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    studies = ([cpvr_study()] if args.only != "images" else []) + \
+              ([image_study(name) for name in IMAGE_SETS] if args.only != "cpvr" else [])
+    command = shlex.join(["python", "launch/reproduce.py", "hyperut", *argv])
+    code = protocol.main(studies, args, command)
+    path = os.path.join(os.path.abspath(args.out), "hyperut", "cpvr", f"{args.budget}.json")
+    if code == 0 and args.only != "images" and os.path.exists(path):
+        import json
+        with open(path) as handle:
+            plot_hops(json.load(handle), path[:-len(".json")] + "_hops.png")
+    return code

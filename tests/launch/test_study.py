@@ -4,6 +4,7 @@ split only for the selected configuration, finished runs are reused, a folder of
 configuration is refused, and runs from two machines never share a table."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -121,3 +122,29 @@ def test_a_sweep_that_changes_the_budget_is_refused(tmp_path):
     budgets = {"smoke": Budget("smoke", seeds=(0, 1), bindings=TINY, sweep={"train.batch_size": ("16", "32")})}
     with pytest.raises(StudyError, match="changes the budget"):
         protocol.Plan(toy(arms=arms, budgets=budgets), "smoke", str(tmp_path), "cmd")
+
+
+def test_a_claim_on_its_own_metric_and_declared_unequal_tuning(tmp_path):
+    """A claim may judge another metric (lower loss) at its own scale; arms tuned differently are
+    compared only with a stated reason; extra columns summarise another report metric per arm."""
+    untuned = Arm("plain", "MLP (32, 32), default lr", ("gin/gift/source_only.gin",), bindings=("MLP.hidden = (32, 32)",))
+    with pytest.raises(StudyError, match="tuning_note"):
+        toy(arms=toy().arms + (untuned,), claims=(Claim("c", "tuned beats untuned", "large", "plain"),))
+    with pytest.raises(StudyError, match="direction must be one of"):
+        toy(claims=(Claim("c", "x", "large", "small", metric="loss", direction="smaller"),))
+    claims = (Claim("lower_loss", "wider has lower test loss", "large", "small", metric="loss", direction="lower",
+                    scale=1.0),
+              Claim("vs_untuned", "tuned beats the default", "large", "plain", tuning_note="the default is the gin file's"))
+    study = dataclasses.replace(toy(arms=toy().arms + (untuned,), claims=claims), columns=(("test loss", "loss", 1.0),))
+    [results] = protocol.run_studies([study], "smoke", root=str(tmp_path / "runs"), out=str(tmp_path / "out"),
+                                     runner=protocol.Runner(log=lambda line: None), command="c")
+    arms = {a["name"]: a for a in results["arms"]}
+    loss = {name: {r["seed"]: r["metrics"]["target/loss"] for r in arm["runs"]} for name, arm in arms.items()}
+    lower, untuned_claim = results["claims"]
+    assert lower["metric"] == "loss" and lower["direction"] == "lower" and lower["scale"] == 1.0
+    assert lower["differences"] == pytest.approx([loss["small"][s] - loss["large"][s] for s in (0, 1)])
+    assert "resolution" not in lower  # the binomial SE is for the accuracy, not a loss
+    assert untuned_claim["tuning_note"] == "the default is the gin file's"
+    assert arms["small"]["columns"]["test loss"]["mean"] == pytest.approx(sum(loss["small"].values()) / 2)
+    text = tables.render([results], "full")
+    assert "the default is the gin file's" in text and " | test loss | seeds |" in text
