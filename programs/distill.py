@@ -15,7 +15,7 @@ import gin
 import torch
 
 from engine import checkpoint
-from engine.errors import ConfigError
+from engine.errors import ConfigError, require_int
 from engine.program import TrainResult, stage, staged_report, train
 from engine.task import Task
 from tasks.common.distillation import Distillation
@@ -54,7 +54,7 @@ def load_teacher(make_teacher: Callable[[], torch.nn.Module], path: str) -> torc
 @gin.configurable
 def distill(*, task: Any = gin.REQUIRED, teacher: Callable[[], torch.nn.Module] = gin.REQUIRED,
             teacher_weights: str | None = None,
-            objective: Callable[..., Distillation] = Distillation) -> TrainResult:
+            objective: Callable[..., Distillation] = Distillation, teacher_seed_offset: int = 0) -> TrainResult:
     """Teacher stage, then student stage; returns the student's TrainResult (the teacher's when
     a signal stopped the teacher: the same command resumes it).
 
@@ -64,18 +64,23 @@ def distill(*, task: Any = gin.REQUIRED, teacher: Callable[[], torch.nn.Module] 
         `teacher/`, the student's model is `train.model` as usual.
     teacher_weights: a run folder, a checkpoint folder or a .safetensors export to load the
         teacher from; None trains it first in stage `teacher` (`teacher/train.steps = ...`).
+    teacher_seed_offset: the teacher stage trains with its `train.seed` plus this offset, so a
+        same-family student never starts at its teacher's initialisation, at every seed a study
+        binds (a fixed `teacher/train.seed` would give every seed the same teacher).
     """
     inner = task() if callable(task) and not isinstance(task, Task) else task
     if not isinstance(inner, Task):
         raise ConfigError(f"distill.task must build an engine.task.Task, got {type(inner).__name__}")
     if not callable(teacher):
         raise ConfigError(f"distill.teacher must be a model factory like @SmallCNN, got {teacher!r}")
+    offset = require_int(teacher_seed_offset, "distill.teacher_seed_offset", low=0)
     # Build (and so validate) the student's objective before spending time on the teacher.
     with gin.config_scope("student"):
         student_task = objective(task=inner)
     if teacher_weights is None:
         with stage("teacher"):
-            trained = train(task=inner, model=teacher)
+            seed = gin.get_bindings("train", resolve_references=False).get("seed", 0)
+            trained = train(task=inner, model=teacher, **({"seed": seed + offset} if offset else {}))
         if trained.dry_run:  # --print-config: check the student against the untrained teacher
             student_task.use_teacher(trained.model)
             with stage("student"):

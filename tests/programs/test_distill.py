@@ -102,6 +102,22 @@ def test_bad_distillation_settings_fail_before_the_teacher_trains(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         train_in_process(workdir, TINY_DIGITS + ["train.steps = 5", "distill.teacher_weights = 'missing.safetensors'"],
                          files=("gin/kd/kd_mlp_from_cnn.gin",))
+    with pytest.raises(ConfigError, match="teacher_seed_offset"):
+        train_in_process(workdir, TINY_DIGITS + ["train.steps = 5", "distill.teacher_seed_offset = -1"],
+                         files=("gin/kd/kd_mlp_from_mlp.gin",))
+    assert not os.path.exists(os.path.join(workdir, "teacher"))
+
+
+def test_the_teacher_trains_from_the_next_seed_of_every_seed(tmp_path):
+    """kd_mlp_from_mlp.gin's teacher_seed_offset: at seed 3 the teacher stage is exactly the MLP
+    trained alone from seed 4, so a same-family student never starts at its teacher's weights."""
+    short = TINY_DIGITS + ["train.steps = 6", "train.eval_every = 6", "Distillation.compare_batches = 0"]
+    distilled = str(tmp_path / "distilled")
+    train_in_process(distilled, short + ["train.seed = 3"], files=("gin/kd/kd_mlp_from_mlp.gin",))
+    alone = {seed: train_in_process(str(tmp_path / f"alone{seed}"), short + [f"train.seed = {seed}"],
+                                    files=("gin/kd/kd_mlp.gin",)).metrics["translated"] for seed in (3, 4)}
+    teacher = [r for r in read_metrics(os.path.join(distilled, "teacher")) if r["split"] == "translated"][-1]
+    assert teacher["loss"] == alone[4]["loss"] != alone[3]["loss"]
 
 
 @pytest.mark.parametrize("wrong", [MLP(input_dim=100, num_classes=10, hidden=(32,)),   # another family

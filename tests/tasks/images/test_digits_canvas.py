@@ -8,6 +8,7 @@ import torch
 
 from engine.errors import ConfigError
 from engine.data import Shard
+from tasks.common.arrays import epoch_indices
 from tasks.images.digits_canvas import DigitsOnCanvas
 from tasks.images.sources.digits import digits
 
@@ -51,9 +52,47 @@ def test_training_batches_are_a_pure_function_of_seed_and_index():
     assert torch.all(ink > 0)
 
 
+def test_covered_bed_tests_only_offsets_training_never_uses():
+    """Training (and 'eval') digits sit on the lattice of even offsets; 'translated' and the
+    validation split put held-out digits, each twice, at offsets with an odd coordinate; the
+    validation digits are the test digits that no test split holds."""
+    task = DigitsOnCanvas(canvas=16, train_shift=4, train_step=2, max_shift=4, unseen_shifts=True,
+                          translated_copies=2, validation_size=100)
+    originals, labels = digits("test")
+    assert len(task.training_offsets()) == 25 and len(task.unseen_offsets()) == 56
+    centre = 4
+
+    def moved(image: np.ndarray, digit: np.ndarray) -> tuple[int, int] | None:
+        found = offset_of(image, digit[0])
+        return None if found is None else (found[0] - centre, found[1] - centre)
+
+    chosen = epoch_indices(len(task.train_labels), 0, "train", 64, 0)
+    train = next(task.batches("train", Shard(batch_size=64, seed=0)))["image"].numpy()
+    assert all(r % 2 == 0 and c % 2 == 0 for r, c in (moved(train[i, 0], task.train_digits[chosen[i]])
+                                                      for i in range(64)))
+    # The eval digits are the test digits in order, less the validation ones.
+    kept, where, j = [], [], 0
+    for image in task.arrays("eval")["image"][:, 0]:
+        while moved(image, originals[j]) is None:
+            j += 1
+        kept.append(j)
+        where.append(moved(image, originals[j]))
+        j += 1
+    assert all(r % 2 == 0 and c % 2 == 0 for r, c in where)
+    held_out = sorted(set(range(len(labels))) - set(kept))
+    assert len(held_out) == 100
+    for split, order in (("translated", kept), ("translated_validation", held_out)):
+        arrays = task.arrays(split)
+        assert np.array_equal(arrays["label"], np.repeat(labels[order], 2))
+        offsets = [moved(arrays["image"][i, 0], originals[order[i // 2]]) for i in range(160)]
+        assert all(r % 2 or c % 2 for r, c in offsets) and len(set(offsets)) >= 30
+
+
 @pytest.mark.parametrize("settings", [{"canvas": 16, "max_shift": 5}, {"canvas": 6},
                                       {"canvas": 16, "scale_range": (1.5, 2.5)}, {"train_shift": -1},
-                                      {"scale_range": (1.4, 1.2)}])
+                                      {"scale_range": (1.4, 1.2)}, {"train_step": 0}, {"translated_copies": 0},
+                                      {"train_shift": 4, "max_shift": 4, "unseen_shifts": True},
+                                      {"validation_size": 539}, {"unseen_shifts": 1}])
 def test_shifts_or_zooms_that_leave_the_canvas_are_config_errors(settings):
     with pytest.raises(ConfigError):
         DigitsOnCanvas(**settings)
