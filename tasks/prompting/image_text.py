@@ -19,7 +19,7 @@ from engine.task import Task
 from tasks.images.sources.digits import digits
 from tasks.images.sources.shapes import COLOR_NAMES, COLORS, SHAPES, TEXTURES, Scene, render
 from tasks.images.sources.transforms import place_on_canvas, rotate
-from tasks.prompting.shape_language import class_name, digit_caption, shape_caption, vocabulary
+from tasks.prompting.shape_language import base_new_split, class_name, digit_caption, shape_caption, vocabulary
 
 PALETTE = np.array(list(COLORS.values()), dtype=np.float32)
 
@@ -86,14 +86,23 @@ class ImageTextPairs(Task):
     three identical objects. Captions use a synonym in place of a colour or shape word with
     probability `synonym_rate` (rare words, as in web captions); the names of `rare_shapes`
     appear only with probability `rare_rate` (their synonym otherwise): under-represented
-    concepts, for which CLIP's zero-shot prompt is weak. Split 'eval' reports
-    retrieval recall@k over `eval_pairs` pairs and zero-shot accuracy over the 48 colour-shape
-    classes.
+    concepts, for which CLIP's zero-shot prompt is weak.
+
+    `held_out_split` (an int: the new classes of `base_new_split(held_out_split)`) keeps classes
+    unseen, as a downloaded CLIP has never seen a truly new concept: no image of those
+    colour-shape pairs is drawn and no caption names one (`named_classes`), while each of their
+    colour and shape words still appears with the other classes. Zero-shot on them can then only
+    come from composing words it learned elsewhere.
+
+    Split 'eval' reports retrieval recall@k over `eval_pairs` pairs and zero-shot accuracy over
+    the 48 colour-shape classes; with classes held out, also among the seen classes and among the
+    held-out ones (each its own 24-way problem, as base and new are in prompt learning).
     """
 
     def __init__(self, *, image_size: int = 24, text_length: int = 16, digit_fraction: float = 0.2,
                  multi_fraction: float = 0.3, synonym_rate: float = 0.1, rare_shapes: Sequence[str] = (),
-                 rare_rate: float = 0.02, noise: float = 0.0, eval_pairs: int = 512, eval_per_class: int = 8) -> None:
+                 rare_rate: float = 0.02, noise: float = 0.0, eval_pairs: int = 512, eval_per_class: int = 8,
+                 held_out_split: int | None = None) -> None:
         require(image_size >= 12, f"ImageTextPairs.image_size must be >= 12, got {image_size}")
         for name, value in (("digit_fraction", digit_fraction), ("multi_fraction", multi_fraction),
                             ("synonym_rate", synonym_rate), ("rare_rate", rare_rate)):
@@ -103,6 +112,11 @@ class ImageTextPairs(Task):
                 f"ImageTextPairs.rare_shapes must be a list of shapes from {SHAPES}, got {rare_shapes!r}")
         self.rare_shapes = frozenset(SHAPES.index(name) for name in rare_shapes)
         self.rare_rate = rare_rate
+        require(held_out_split is None or isinstance(held_out_split, int),
+                f"ImageTextPairs.held_out_split must be None or the seed of a base/new split, got {held_out_split!r}")
+        self.held_out_split = held_out_split
+        self.held_out = [] if held_out_split is None else base_new_split(held_out_split)[1]
+        self.seen = [(c, s) for c in range(len(COLOR_NAMES)) for s in range(len(SHAPES)) if (c, s) not in self.held_out]
         require(eval_pairs >= 8 and eval_per_class >= 1, "ImageTextPairs.eval_pairs must be >= 8 and eval_per_class >= 1")
         self.image_size, self.text_length = image_size, text_length
         self.digit_fraction, self.multi_fraction, self.synonym_rate = digit_fraction, multi_fraction, synonym_rate
@@ -119,10 +133,13 @@ class ImageTextPairs(Task):
             self._digit_pools[part] = digits(part, size=self.digit_size)
         return self._digit_pools[part]
 
-    def make_pairs(self, rng: np.random.Generator, n: int, split: str) -> dict[str, np.ndarray]:
+    def draw(self, rng: np.random.Generator, n: int, split: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Images, captions and each image's (colour, shape) class ((-1, -1) for a digit)."""
         is_digit = rng.random(n) < self.digit_fraction
         shape = rng.integers(0, len(SHAPES), size=n)
         colour = rng.integers(0, len(COLOR_NAMES), size=n)
+        if self.held_out:  # only seen classes are drawn
+            colour, shape = np.array(self.seen).T[:, rng.integers(0, len(self.seen), size=n)]
         texture = rng.integers(0, len(TEXTURES), size=n)
         count = np.where(rng.random(n) < self.multi_fraction, rng.integers(2, 4, size=n), 1)
         images, scene = render_objects(rng, shape, colour, texture, image_size=self.image_size, count=count,
@@ -137,6 +154,11 @@ class ImageTextPairs(Task):
             images[rows] = glyphs
             for row, label in zip(rows, labels):
                 captions[row] = digit_caption(rng, digit=int(label), colour=colour[row], synonym_rate=self.synonym_rate)
+        classes = np.where(is_digit[:, None], -1, np.stack([colour, shape], axis=1))
+        return images, captions, classes
+
+    def make_pairs(self, rng: np.random.Generator, n: int, split: str) -> dict[str, np.ndarray]:
+        images, captions, _ = self.draw(rng, n, split)
         return {"image": images, "tokens": self.vocab.encode_all(captions, self.text_length)}
 
     def batches(self, split, shard):
@@ -181,8 +203,15 @@ class ImageTextPairs(Task):
         zero = self.zero_shot_arrays()
         image = encode(model, "encode_image", torch.from_numpy(zero["image"]).to(device))
         classes = encode(model, "encode_text", torch.from_numpy(zero["prompts"]).to(device))
-        predicted = (image @ classes.t()).argmax(dim=1).cpu().numpy()
-        metrics["zero_shot_accuracy"] = float((predicted == zero["label"]).mean())
+        similarity = image @ classes.t()
+        metrics["zero_shot_accuracy"] = float((similarity.argmax(dim=1).cpu().numpy() == zero["label"]).mean())
+        if self.held_out:
+            every = [(c, s) for c in range(len(COLOR_NAMES)) for s in range(len(SHAPES))]
+            for name, part in (("seen", self.seen), ("held_out", self.held_out)):
+                index = np.array([every.index(k) for k in part])
+                rows = np.flatnonzero(np.isin(zero["label"], index))
+                predicted = index[similarity[rows][:, index].argmax(dim=1).cpu().numpy()]
+                metrics[f"{name}_zero_shot_accuracy"] = float((predicted == zero["label"][rows]).mean())
         return metrics
 
     def tokens(self, batch):

@@ -4,7 +4,12 @@ The 48 colour-shape classes are split once into base and new halves. Training se
 images of each base class; evaluation scores base classes among base classes, new classes
 among new classes, and their harmonic mean (the CoOp/CoCoOp protocol), plus an
 out-of-distribution split (rotated, recoloured images of the base classes) and image-text
-retrieval recall@k of the backbone. AAPE's class descriptions are passed only while training.
+retrieval recall@k of the backbone. AAPE's class descriptions are passed only while training,
+and none of them names a new class.
+
+Validation splits, drawn apart from the test images, select hyper-parameters: `base_validation`
+only, since choosing on `new_validation` would read new-class labels that base-to-new
+generalisation must not see (it exists to show that, and for diagnostics).
 """
 from __future__ import annotations
 
@@ -21,34 +26,22 @@ from engine.errors import require
 from engine.task import Task
 from tasks.common.arrays import shuffled_batches
 from tasks.prompting.image_text import ImageTextPairs, encode, recall_at_k, render_objects
-from tasks.images.sources.shapes import COLOR_NAMES, SHAPES, TEXTURES
-from tasks.prompting.shape_language import class_descriptions, class_name, vocabulary
+from tasks.images.sources.shapes import TEXTURES
+from tasks.prompting.shape_language import base_new_split, class_descriptions, class_name, vocabulary
 
 TEMPLATE = "a photo of a"
-SPLITS = ("base_to_new", "ood", "retrieval")
+SPLITS = ("base_to_new", "ood", "retrieval", "base_validation", "new_validation")
 
 
 def harmonic_mean(a: float, b: float) -> float:
     return 2 * a * b / (a + b) if a + b > 0 else 0.0
 
 
-def base_new_split(seed: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """Colour-shape classes split in halves; every colour and every shape has base and new classes."""
-    classes = [(c, s) for c in range(len(COLOR_NAMES)) for s in range(len(SHAPES))]
-    for attempt in range(1000):
-        order = np.random.default_rng([seed, attempt]).permutation(len(classes))
-        base = sorted(classes[i] for i in order[:len(classes) // 2])
-        new = sorted(classes[i] for i in order[len(classes) // 2:])
-        if all({c for c, _ in part} == set(range(len(COLOR_NAMES))) and {s for _, s in part} == set(range(len(SHAPES)))
-               for part in (base, new)):
-            return base, new
-    raise RuntimeError("no balanced base/new split found")  # pragma: no cover - 48 classes always have one
-
-
 @gin.configurable
 class FewShotBaseToNew(Task):
     """`shots` training images per base class (drawn with `shots_seed`); eval splits
-    'base_to_new' (base, new, harmonic mean), 'ood' and 'retrieval'.
+    'base_to_new' (base, new, harmonic mean), 'ood', 'retrieval', and 'base_validation' /
+    'new_validation' (`validation_per_class` other images of each base / new class: accuracy).
 
     Downstream objects are smaller than in pre-training (`scale`, optional pixel `noise`), so
     the hand-written prompt is a good but imperfect classifier, as CLIP is on a new dataset.
@@ -57,12 +50,16 @@ class FewShotBaseToNew(Task):
     def __init__(self, *, shots: int = 16, shots_seed: int = 0, image_size: int = 24, text_length: int = 12,
                  split_seed: int = 0, eval_per_class: int = 20, noise: float = 0.0,
                  scale: tuple[float, float] = (0.1, 0.2), ood_rotation: float = 45.0,
-                 ood_color_shift: float = 0.25, min_descriptions: int = 8, retrieval_pairs: int = 256) -> None:
+                 ood_color_shift: float = 0.25, min_descriptions: int = 8, retrieval_pairs: int = 256,
+                 validation_per_class: int = 10) -> None:
         require(shots >= 1, f"FewShotBaseToNew.shots must be >= 1, got {shots}")
         require(eval_per_class >= 1, f"FewShotBaseToNew.eval_per_class must be >= 1, got {eval_per_class}")
+        require(validation_per_class >= 1,
+                f"FewShotBaseToNew.validation_per_class must be >= 1, got {validation_per_class}")
         require(0 < scale[0] <= scale[1] < 0.5, f"FewShotBaseToNew.scale must satisfy 0 < low <= high < 0.5, got {scale}")
         self.shots, self.shots_seed, self.image_size, self.text_length = shots, shots_seed, image_size, text_length
         self.eval_per_class, self.noise, self.scale = eval_per_class, noise, tuple(scale)
+        self.validation_per_class = validation_per_class
         self.ood_rotation, self.ood_color_shift = ood_rotation, ood_color_shift
         self.vocab = vocabulary()
         self.base, self.new = base_new_split(split_seed)
@@ -87,17 +84,20 @@ class FewShotBaseToNew(Task):
 
     @functools.cached_property
     def eval_arrays(self) -> dict[str, dict[str, np.ndarray]]:
-        """Fixed evaluation images, the same for every seed and method."""
+        """Fixed evaluation images, the same for every seed and method; the validation images are
+        other draws (own random streams), never test images."""
         return {"base": self.images(self.base, self.eval_per_class, np.random.default_rng([5, 1])),
                 "new": self.images(self.new, self.eval_per_class, np.random.default_rng([5, 2])),
                 "ood": self.images(self.base, self.eval_per_class, np.random.default_rng([5, 3]),
-                                   rotation=self.ood_rotation, color_shift=self.ood_color_shift)}
+                                   rotation=self.ood_rotation, color_shift=self.ood_color_shift),
+                "base_validation": self.images(self.base, self.validation_per_class, np.random.default_rng([6, 1])),
+                "new_validation": self.images(self.new, self.validation_per_class, np.random.default_rng([6, 2]))}
 
     def _descriptions(self, keep_at_least: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Description tokens (base classes, N, L), a mask (some classes have fewer: as an LLM
         returns a different number per class) and which ones are distractors."""
         rng = np.random.default_rng(3)
-        texts, flags = zip(*(class_descriptions(c, s) for c, s in self.base))
+        texts, flags = zip(*(class_descriptions(c, s, others=self.base) for c, s in self.base))
         most = max(len(t) for t in texts)
         require(1 <= keep_at_least <= most, f"FewShotBaseToNew.min_descriptions must be in 1..{most}, got {keep_at_least}")
         tokens = np.zeros((len(texts), most, self.text_length), dtype=np.int64)
@@ -166,8 +166,10 @@ class FewShotBaseToNew(Task):
         if split == "base_to_new":
             base, new = self.accuracy(model, "base", "base", const), self.accuracy(model, "new", "new", const)
             return {"base_accuracy": base, "new_accuracy": new, "harmonic_mean": harmonic_mean(base, new)}
-        if split == "ood":
-            return {"accuracy": self.accuracy(model, "ood", "base", const)}
+        if split in ("ood", "base_validation"):
+            return {"accuracy": self.accuracy(model, split, "base", const)}
+        if split == "new_validation":
+            return {"accuracy": self.accuracy(model, split, "new", const)}
         return self.backbone_retrieval(model)
 
     def backbone_retrieval(self, model: torch.nn.Module) -> dict[str, Any]:

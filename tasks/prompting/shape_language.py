@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Sequence
 
 import numpy as np
 
@@ -152,13 +153,49 @@ def class_name(colour: int, shape: int) -> str:
     return f"{COLOR_NAMES[colour]} {SHAPES[shape]}"
 
 
-def class_descriptions(colour: int, shape: int, *, seed: int = 0, distractors: int = 2) -> tuple[list[str], list[bool]]:
+def base_new_split(seed: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Colour-shape classes split in halves; every colour and every shape has base and new classes
+    (so a new class's words are all seen with base classes: only the combination is new)."""
+    classes = [(c, s) for c in range(len(COLOR_NAMES)) for s in range(len(SHAPES))]
+    for attempt in range(1000):
+        order = np.random.default_rng([seed, attempt]).permutation(len(classes))
+        base = sorted(classes[i] for i in order[:len(classes) // 2])
+        new = sorted(classes[i] for i in order[len(classes) // 2:])
+        if all({c for c, _ in part} == set(range(len(COLOR_NAMES))) and {s for _, s in part} == set(range(len(SHAPES)))
+               for part in (base, new)):
+            return base, new
+    raise RuntimeError("no balanced base/new split found")  # pragma: no cover - 48 classes always have one
+
+
+def named_classes(text: str) -> set[tuple[int, int]]:
+    """The colour-shape classes a text names: a colour word (name or synonym) with a shape word
+    (name, synonym, plural) or a shape's descriptive phrase ("tilted square" is a diamond, not a
+    square). Used to check that held-out classes never reach pre-training captions."""
+    text = f" {text} "
+    shapes = set()
+    for shape, phrase in SHAPE_PHRASES.items():  # phrases first: they contain other shapes' words
+        if f" {phrase} " in text:
+            shapes.add(SHAPES.index(shape))
+            text = text.replace(f" {phrase} ", " ")
+    words = set(text.split())
+    for k, name in enumerate(SHAPES):
+        forms = {name, *SHAPE_SYNONYMS[name]}
+        if words & (forms | {PLURALS[f] for f in forms}):
+            shapes.add(k)
+    colours = {k for k, name in enumerate(COLOR_NAMES) if words & {name, *COLOR_SYNONYMS[name]}}
+    return {(c, s) for c in colours for s in shapes}
+
+
+def class_descriptions(colour: int, shape: int, *, seed: int = 0, distractors: int = 2,
+                       others: Sequence[tuple[int, int]] | None = None) -> tuple[list[str], list[bool]]:
     """Natural-language descriptions of class (colour, shape) and which of them are distractors.
 
     A fixed, seeded list per class, as if an LLM had been asked once "describe a {class}": one
     sentence per texture (an image-aligned aggregator can pick the one that fits the image),
     synonym phrasings, a sentence about the shape's look, and `distractors` sentences that
-    describe another class or nothing in the image.
+    describe another class or nothing in the image. `others` (default: every class) are the
+    classes a distractor may name: base-to-new training passes the base classes, so no
+    description names a new class.
     """
     rng = np.random.default_rng([seed, colour, shape])
     col, name = COLOR_NAMES[colour], SHAPES[shape]
@@ -168,10 +205,13 @@ def class_descriptions(colour: int, shape: int, *, seed: int = 0, distractors: i
               f"a {col} {SHAPE_PHRASES[name]}", f"something {col_syn} in the {' '.join(POSITIONS[rng.integers(9)])}"]
     flags = [False] * len(texts)
     for k in range(distractors):
-        if k % 2 == 0:  # another class: the kind of wrong sentence an LLM gets confidently wrong
+        if k % 2 == 0 and others is None:  # another class: the kind of wrong sentence an LLM gets confidently wrong
             other_colour = (colour + 1 + rng.integers(len(COLOR_NAMES) - 1)) % len(COLOR_NAMES)
             other_shape = (shape + 1 + rng.integers(len(SHAPES) - 1)) % len(SHAPES)
             texts.append(f"a {COLOR_NAMES[other_colour]} {SHAPES[other_shape]}")
+        elif k % 2 == 0:  # another class among `others`, differing in colour and shape
+            options = [(c, s) for c, s in others if c != colour and s != shape]
+            texts.append(f"a {class_name(*options[rng.integers(len(options))])}")
         else:
             texts.append(DISTRACTOR_SENTENCES[rng.integers(len(DISTRACTOR_SENTENCES))])
         flags.append(True)

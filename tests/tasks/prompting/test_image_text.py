@@ -10,8 +10,8 @@ import torch
 from engine.data import Shard
 from tasks.prompting.image_text import ImageTextPairs, recall_at_k, render_objects
 from tasks.images.sources.shapes import COLOR_NAMES, SHAPES
-from tasks.prompting.shape_language import (COLOR_SYNONYMS, EOS_ID, SHAPE_PHRASES, SHAPE_SYNONYMS, PLURALS, class_descriptions,
-                                  shape_caption, vocabulary)
+from tasks.prompting.shape_language import (COLOR_SYNONYMS, EOS_ID, SHAPE_PHRASES, SHAPE_SYNONYMS, PLURALS, base_new_split,
+                                  class_descriptions, named_classes, shape_caption, vocabulary)
 
 from tests.helpers import REPO
 
@@ -58,6 +58,39 @@ def test_captions_name_the_colour_and_shape_that_are_drawn():
     assert "three" in many and PLURALS["square"] in many
 
 
+def test_named_classes_reads_every_way_a_caption_can_name_a_class():
+    for colour, shape in ((0, 0), (2, 3), (7, 5)):
+        col, name = COLOR_NAMES[colour], SHAPES[shape]
+        for text in (f"a {col} {name}", f"a photo of a {COLOR_SYNONYMS[col][0]} {SHAPE_SYNONYMS[name][0]}",
+                     f"three {col} {PLURALS[name]}", f"a {col} {SHAPE_PHRASES[name]}", f"a {name} that is {col}"):
+            assert named_classes(text) == {(colour, shape)}, text
+    assert named_classes("a red tilted square") == {(0, 3)}  # a diamond's phrase, not a square
+    assert named_classes("a red handwritten digit four") == set() and named_classes("a photo of the sky") == set()
+
+
+def test_held_out_classes_are_never_drawn_and_zero_shot_is_reported_per_half():
+    import pytest
+    from engine.errors import ConfigError
+    from models.clip import CLIP
+    task = ImageTextPairs(image_size=12, text_length=12, held_out_split=0, eval_pairs=8, eval_per_class=1)
+    new = set(base_new_split(0)[1])
+    assert set(task.held_out) == new and len(task.seen) == 24
+    _, captions, drawn = task.draw(np.random.default_rng(1), 400, "train")
+    assert not {tuple(k) for k in drawn if k[0] >= 0} & new
+    assert not set().union(*map(named_classes, captions)) & new
+    assert not {tuple(k) for k in ImageTextPairs(image_size=12).draw(np.random.default_rng(1), 400, "train")[2]
+                if k[0] >= 0}.isdisjoint(new)  # without the option they are drawn
+    from engine.config import parse
+    parse([os.path.join(REPO, "gin", "aape", "clip_towers.gin")],
+          ["IMAGE_SIZE = 12", "ViT.d_model = 16", "ViT.num_layers = 1", "ViT.num_heads = 2", "EMBED_DIM = 16",
+           "TextTransformer.d_model = 16", "TextTransformer.num_layers = 1", "TextTransformer.num_heads = 2"])
+    with torch.no_grad():
+        metrics = task.evaluate(CLIP().eval(), "eval", None)
+    assert {"zero_shot_accuracy", "seen_zero_shot_accuracy", "held_out_zero_shot_accuracy"} <= set(metrics)
+    with pytest.raises(ConfigError, match="held_out_split must be None or the seed"):
+        ImageTextPairs(held_out_split="0")
+
+
 def test_descriptions_describe_their_class_except_the_flagged_distractors():
     for colour, shape in ((0, 0), (5, 3), (7, 5)):
         texts, distractor = class_descriptions(colour, shape)
@@ -66,6 +99,10 @@ def test_descriptions_describe_their_class_except_the_flagged_distractors():
         for text, flagged in zip(texts, distractor):
             assert bool(set(text.split()) & colour_words) != flagged, text
         assert class_descriptions(colour, shape) == (texts, distractor)  # a fixed list, like cached LLM output
+    base, new = base_new_split(0)
+    for colour, shape in base:  # base-to-new training's descriptions never name a new class
+        texts, _ = class_descriptions(colour, shape, others=base)
+        assert not set().union(*map(named_classes, texts)) & set(new)
 
 
 def test_recall_at_k_counts_identical_captions_as_hits():

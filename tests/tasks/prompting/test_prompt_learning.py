@@ -54,6 +54,18 @@ def test_few_shot_draw_and_descriptions():
         task.evaluate(None, "test", Shard(batch_size=1))
 
 
+def test_validation_splits_are_other_images_of_the_same_classes():
+    """Selection images never repeat a test or training image; each split holds its own classes."""
+    task = FewShotBaseToNew(shots=2, image_size=16, eval_per_class=3, validation_per_class=2)
+    images = lambda arrays: {x.tobytes() for x in arrays["image"]}
+    for part, test in (("base_validation", "base"), ("new_validation", "new")):
+        arrays = task.eval_arrays[part]
+        assert np.bincount(arrays["label"]).tolist() == [2] * 24
+        assert not images(arrays) & images(task.eval_arrays[test]) and not images(arrays) & images(task.train_arrays)
+    with pytest.raises(ConfigError, match="validation_per_class must be >= 1"):
+        FewShotBaseToNew(validation_per_class=0)
+
+
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory):
     """A tiny mini-CLIP pre-trained from gin/aape/clip_pretrain.gin, exported to safetensors."""
@@ -72,8 +84,14 @@ def prompt_run(tmp_path, backbone_file: str, method: str, extra=()):
 def test_tiny_pretraining_classifies_base_and_new_classes_zero_shot_well_above_chance(backbone, tmp_path):
     export, pretrain = backbone
     assert pretrain.metrics["eval"]["zero_shot_accuracy"] > 4 / 48  # 48 classes: chance is 1/48
-    metrics = prompt_run(tmp_path, export, "zeroshot").metrics["base_to_new"]
+    # The new classes were held out of pre-training (gin/aape/clip_pretrain.gin): zero-shot on them
+    # composes colour and shape words learned from other classes.
+    assert pretrain.metrics["eval"]["held_out_zero_shot_accuracy"] > 3 / 24
+    result = prompt_run(tmp_path, export, "zeroshot", ["train.eval_splits = ['base_to_new', 'base_validation', "
+                                                       "'new_validation']"])
+    metrics = result.metrics["base_to_new"]
     assert metrics["base_accuracy"] > 3 / 24 and metrics["new_accuracy"] > 3 / 24  # chance is 1/24 for each
+    assert 3 / 24 < result.metrics["base_validation"]["accuracy"] and 3 / 24 < result.metrics["new_validation"]["accuracy"]
 
 
 @pytest.mark.parametrize("method", ["coop", "cocoop", "aape"])
