@@ -3,7 +3,9 @@
     python launch/bench.py overhead            # engine train() vs a bare PyTorch loop
     python launch/bench.py NAME --help         # each benchmark's own options
 
-Each benchmark lives in launch/benchmarks/NAME.py and exposes `main(argv)`.
+Each benchmark lives in launch/benchmarks/NAME.py and exposes `main(argv)`. A run also records its
+figures with provenance and load average in results/bench/NAME.json (at the default options; `--out`
+for others, `--no-save` for none) through launch/benchmarks/_record.py; README and docs render them.
 """
 from __future__ import annotations
 

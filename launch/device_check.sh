@@ -2,7 +2,9 @@
 # One-shot CUDA check of the engine on a single-GPU machine: the test suite on CUDA, fp32 vs
 # bf16 throughput, every strategy over NCCL on one rank, and the LRA small reproduction with
 # all attentions run side by side on the GPU. Each part has its own time limit and writes its
-# log to $OUT (default ./device_out) so one failing part never hides the others.
+# log to $OUT so one failing part never hides the others. $OUT defaults to
+# results/device/<date>-<GPU name>/, so a session's figures are kept as a record beside the
+# other results (the strategies part also writes the benchmark's JSON record, strategies.json).
 #
 #   OUT=/tmp/out bash launch/device_check.sh            # everything
 #   PARTS="smoke throughput" bash launch/device_check.sh
@@ -19,7 +21,8 @@
 #     the ListOps/Pathfinder caches with LRAListOps.cache / LRAPathfinder.cache = '.lracache')
 set -u
 cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/device_out}
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -cs 'A-Za-z0-9' '_' | sed 's/_$//')
+OUT=${OUT:-$PWD/results/device/$(date +%Y-%m-%d)-${GPU:-no_gpu}}
 mkdir -p "$OUT"
 PARTS=${PARTS:-"smoke throughput strategies tests lra"}
 if [ -d .whl ]; then
@@ -86,7 +89,7 @@ if part strategies; then
   timeout ${STRATEGIES_TIMEOUT:-240} $PY launch/bench.py strategies --nproc 1 --steps ${STRATEGY_STEPS:-40} --repeats 1 --strategies ${STRATEGIES:-ddp,fsdp,deepspeed_zero1,deepspeed_zero2,deepspeed_zero3,fairscale} \
     --bind "train.precision = 'bf16'" --bind "train.batch_size = 256" \
     --bind "TransformerClassifier.d_model = 512" --bind "TransformerClassifier.num_layers = 6" \
-    --bind "TransformerClassifier.d_ff = 2048" --bind "TransformerClassifier.num_heads = 8" \
+    --bind "TransformerClassifier.d_ff = 2048" --bind "TransformerClassifier.num_heads = 8" --out "$OUT/strategies.json" \
     2>&1 | tail -40 | tee "$OUT/strategies.txt"
 fi
 

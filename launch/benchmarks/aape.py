@@ -17,6 +17,7 @@ import os
 import torch
 
 from engine.config import GIN_DIR
+from launch.benchmarks._record import Record, table
 from launch.benchmarks._timing import Stopwatch, interleaved
 
 GIN = os.path.join(GIN_DIR, "aape", "clip_towers.gin")
@@ -27,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--descriptions", type=int, default=11, help="descriptions per class for the ensemble")
-    args = parser.parse_args(argv)
+    record = Record(__name__, parser, argv)
+    args = record.args
     from engine import config
     config.import_packages()
     config.reset()
@@ -65,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.batch} images, {len(names)} classes, {torch.get_num_threads()} thread(s)")
     print("| learner | ms / image | ratio to zero-shot | trainable parameters |")
     print("|---|---|---|---|")
-    for name, value in medians.items():
-        print(f"| {name} | {value:.3f} | {value / medians['zero-shot']:.2f} | {trainable.get(name, 0):,} |")
+    rows = [{"learner": name, "ms": value, "ratio": value / medians["zero-shot"], "trainable": trainable.get(name, 0)}
+            for name, value in medians.items()]
+    for row in rows:
+        print(f"| {row['learner']} | {row['ms']:.3f} | {row['ratio']:.2f} | {row['trainable']:,} |")
+    record.save({"images": args.batch, "classes": len(names)},
+                {"learners": table([("learner", "{learner}"), ("ms / image", "{ms:.3f}"),
+                                    ("ratio to zero-shot", "{ratio:.2f}"), ("trainable parameters", "{trainable:,}")],
+                                   rows)})
     return 0

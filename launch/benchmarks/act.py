@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from launch.benchmarks._record import Record, table
 from launch.benchmarks._timing import interleaved
 
 
@@ -79,7 +80,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--spread", type=float, default=3.0, help="std of the halting unit's weights")
     parser.add_argument("--bias", type=float, default=-2.0, help="the halting unit's bias")
-    args = parser.parse_args(argv)
+    record = Record(__name__, parser, argv)
+    args = record.args
     model, batches = build(args)
     saving, steps = ponder_saving(model, batches)
     train = args.mode == "train"
@@ -94,6 +96,15 @@ def main(argv: list[str]) -> int:
     print(f"examples halting at steps 1..{args.max_steps}: {histogram} (mean {steps.mean():.2f})")
     print(f"masked (halted examples stay in the batch): {seconds['masked'] * 1e3:8.1f} ms/batch")
     print(f"shrunk (halted examples removed)          : {seconds['shrunk'] * 1e3:8.1f} ms/batch")
-    print(f"wall-clock saving {wall:.3f}, ponder saving {saving:.3f}, "
-          f"ratio {wall / saving if saving > 0 else float('nan'):.3f}   (goal >= 0.8)")
+    ratio = wall / saving if saving > 0 else float("nan")
+    print(f"wall-clock saving {wall:.3f}, ponder saving {saving:.3f}, ratio {ratio:.3f}   (goal >= 0.8)")
+    rows = [{"how": "masked (halted examples stay in the batch)", "ms": seconds["masked"] * 1e3},
+            {"how": "shrunk (halted examples removed)", "ms": seconds["shrunk"] * 1e3}]
+    record.save({"masked_ms": seconds["masked"] * 1e3, "shrunk_ms": seconds["shrunk"] * 1e3, "wall_saving": wall,
+                 "ponder_saving": saving, "ratio": ratio, "mean_steps": float(steps.mean()),
+                 "halting_histogram": " ".join(map(str, histogram)), "max_steps": args.max_steps},
+                {"batches": table([("halted examples", "{how}"), ("ms / batch", "{ms:.1f}")], rows)},
+                summary="ACT batch shrinking: {shrunk_ms:.1f} vs {masked_ms:.1f} ms per batch, wall-clock saving "
+                        "{wall_saving:.3f} / ponder saving {ponder_saving:.3f} = **{ratio:.3f}** (goal >= 0.8; "
+                        "examples halting at steps 1..{max_steps}: {halting_histogram}, mean {mean_steps:.2f}).")
     return 0

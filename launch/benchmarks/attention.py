@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from engine.config import GIN_DIR
+from launch.benchmarks._record import Record
+from launch.benchmarks._record import table as record_table
 from launch.benchmarks._timing import Stopwatch
 
 ATTENTION_GIN = os.path.join(GIN_DIR, "lra", "attention")
@@ -149,7 +151,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--markdown", help="also write the tables to this file")
     parser.add_argument("--plot", help="also write a PNG of steps/s and memory against length")
-    args = parser.parse_args(argv)
+    record = Record(__name__, parser, argv)
+    args = record.args
     variants = args.variants.split(",")
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown or "naive" not in variants or "sdpa" not in variants:
@@ -174,4 +177,24 @@ def main(argv: list[str]) -> int:
             out.write(f"`python launch/bench.py attention {' '.join(argv)}`\n\n{report}")
     if args.plot:
         plot(results, args.plot)
+    record.save({"batch": args.batch, "steps": args.steps},
+                {f"vs_{baseline}": recorded_table(results, baseline) for baseline in ("naive", "sdpa")})
     return 0
+
+
+def recorded_table(results: dict[int, dict[str, tuple[float, float]]], baseline: str) -> dict:
+    """`table()`'s layout for the record: one row per variant with its numbers and its ratios."""
+    lengths = sorted(results)
+    label = {n: f"{n // 1024}K" if n % 1024 == 0 else str(n) for n in lengths}
+    rows = []
+    for name in results[lengths[0]]:
+        row = {"model": NAMES.get(name, name)}
+        for n in lengths:
+            speed, memory = results[n][name]
+            row.update({f"speed_{n}": speed, f"speed_ratio_{n}": speed / results[n][baseline][0],
+                        f"mib_{n}": memory, f"mib_ratio_{n}": memory / results[n][baseline][1]})
+        rows.append(row)
+    columns = [("Model", "{model}")]
+    columns += [(f"{label[n]} steps/s", f"{{speed_{n}:.3f}} ({{speed_ratio_{n}:.1f}}x)") for n in lengths]
+    columns += [(f"{label[n]} MiB", f"{{mib_{n}:.0f}} ({{mib_ratio_{n}:.2f}}x)") for n in lengths]
+    return record_table(columns, rows, title=f"Ratios to {NAMES[baseline]}")

@@ -19,6 +19,7 @@ import torch
 
 from engine import config, program
 from engine.callbacks import Callback
+from launch.benchmarks._record import Record, table
 from launch.benchmarks._timing import interleaved
 from launch.experiment import gin_path
 
@@ -91,9 +92,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warm-steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+    record = Record(__name__, parser, argv)
+    args = record.args
     torch.set_num_threads(1)
     print(f"threads: {torch.get_num_threads()}, {args.steps} timed steps x {args.repeats} repeats, interleaved")
+    rows = []
     for name, (gin_file, *names) in SETTINGS.items():
         task, objective = build(gin_file, *names)
         rates = interleaved({"plain": lambda: steps_per_second(gin_file, task, args.warm_steps, args.steps),
@@ -105,4 +108,10 @@ def main(argv: list[str]) -> int:
         predicted = 1 / (1 + teacher_seconds(objective, batch_size) * rates["plain"])
         print(f"{name}: plain {rates['plain']:.1f} steps/s, distilled {rates['distill']:.1f} steps/s, "
               f"ratio {rates['distill'] / rates['plain']:.3f} (the teacher's forward alone predicts {predicted:.3f})")
+        rows.append({"setting": name, "plain": rates["plain"], "distilled": rates["distill"],
+                     "ratio": rates["distill"] / rates["plain"], "predicted": predicted})
+    record.save({"steps": args.steps, "repeats": args.repeats},
+                {"settings": table([("setting", "{setting}"), ("plain steps/s", "{plain:.1f}"),
+                                    ("distilled steps/s", "{distilled:.1f}"), ("ratio", "{ratio:.3f}"),
+                                    ("predicted by the teacher's forward alone", "{predicted:.3f}")], rows)})
     return 0

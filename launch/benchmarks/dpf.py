@@ -15,6 +15,7 @@ import time
 import torch
 
 from engine.config import REPO_ROOT
+from launch.benchmarks._record import Record, table
 from launch.benchmarks._timing import interleaved, training_seconds
 
 
@@ -52,7 +53,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sampler-steps", type=int, default=10, help="DDIM steps per sample")
     parser.add_argument("--sides", default="16,23,32,45,64", help="query grid sides (256 to 4096 queries)")
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+    record = Record(__name__, parser, argv)
+    args = record.args
     from tasks.common.diffusion import DDIMSampler
     task, model, batch_size = build(args.gin)
     task.sampler = DDIMSampler(steps=args.sampler_steps)
@@ -74,6 +76,7 @@ def main(argv: list[str]) -> int:
     # the cost is linear in the query count; the fixed context-encoding part only shows at 256.
     print(f"{'queries':>8} {'s/field':>9} {'ms/field/step':>14} {'time ratio':>11} {'query ratio':>12} "
           f"{'time/query ratio':>17} {'marginal s/1k queries':>22}")
+    rows = []
     for index, side in enumerate(sides):
         queries = side * side
         per_field = timings[side] / args.fields
@@ -86,4 +89,21 @@ def main(argv: list[str]) -> int:
             marginal = f"{1000 * extra / (queries - previous * previous):.3f}"
         print(f"{queries:>8} {per_field:>9.3f} {1000 * per_field / args.sampler_steps:>14.2f} "
               f"{time_ratio:>11.2f} {query_ratio:>12.2f} {time_ratio / query_ratio:>17.2f} {marginal:>22}")
+        rows.append({"queries": queries, "s_per_field": per_field, "ms_per_step": 1000 * per_field / args.sampler_steps,
+                     "time_ratio": time_ratio, "query_ratio": query_ratio, "linearity": time_ratio / query_ratio,
+                     "marginal": marginal})
+    record.save({"parameters": sum(p.numel() for p in model.parameters()), "fields_per_s": rate,
+                 "points_per_s": rate * points, "batch_size": batch_size, "context_points": task.context_points,
+                 "query_points": task.query_points, "sample_context_points": task.sample_context_points,
+                 "fields": args.fields, "sampler_steps": args.sampler_steps,
+                 "first_queries": rows[0]["queries"], "first_s_per_field": rows[0]["s_per_field"],
+                 "last_queries": rows[-1]["queries"], "last_s_per_field": rows[-1]["s_per_field"]},
+                {"sampling": table([("queries", "{queries}"), ("s/field", "{s_per_field:.3f}"),
+                                    ("ms/field/step", "{ms_per_step:.2f}"), ("time ratio", "{time_ratio:.2f}"),
+                                    ("query ratio", "{query_ratio:.2f}"), ("time/query ratio", "{linearity:.2f}"),
+                                    ("marginal s/1k queries", "{marginal}")], rows)},
+                summary="Training: {fields_per_s:.1f} fields/s ({points_per_s:,.0f} points/s; batch {batch_size}, "
+                        "{context_points} context + {query_points} query points per field). Sampling "
+                        "({sampler_steps} DDIM steps, {sample_context_points} context points): {first_s_per_field:.3f} "
+                        "s per field at {first_queries:,} queries, {last_s_per_field:.3f} s at {last_queries:,}.")
     return 0

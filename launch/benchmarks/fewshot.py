@@ -12,6 +12,7 @@ import time
 import numpy as np
 import torch
 
+from launch.benchmarks._record import Record, table
 from launch.benchmarks._timing import interleaved
 
 # Probe examples N: 25 shots x 10 classes; feature widths D narrower and wider than N.
@@ -80,22 +81,38 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pool-per-class", type=int, default=40, help="as in gin/saturation/upstream.gin")
     parser.add_argument("--test-per-class", type=int, default=100)
     parser.add_argument("--widths", default="64,1024", help="feature widths D of the timed solves")
-    args = parser.parse_args(argv)
+    record = Record(__name__, parser, argv)
+    args = record.args
     torch.set_num_threads(1)
     print(f"threads: {torch.get_num_threads()}, medians of {args.repeats} interleaved repeats\n")
     print("| N x D | primal (ms) | dual (ms) | sklearn Ridge (ms) | primal / sklearn | dual / sklearn |")
     print("|---|---|---|---|---|---|")
     n = PROBE_EXAMPLES
+    rows = []
     for d in (int(w) for w in args.widths.split(",")):
         times = interleaved({s: (lambda s=s: solve_seconds(s, n, d)) for s in ("primal", "dual", "sklearn")},
                             args.repeats)
         print(f"| {n} x {d + 1} | {1e3 * times['primal']:.2f} | {1e3 * times['dual']:.2f} | "
               f"{1e3 * times['sklearn']:.2f} | {times['primal'] / times['sklearn']:.2f} | "
               f"{times['dual'] / times['sklearn']:.2f} |")
+        rows.append({"n": n, "d": d + 1, **{f"{s}_ms": 1e3 * t for s, t in times.items()},
+                     "primal_ratio": times["primal"] / times["sklearn"], "dual_ratio": times["dual"] / times["sklearn"]})
     times = interleaved(evaluator_and_steps(args.steps, args.pool_per_class, args.test_per_class), args.repeats)
     per_step = times["train"] / args.steps
     print(f"\nViT-tiny, 16x16: one few-shot evaluation (5 tasks, every layer) {times['evaluate']:.2f} s; "
           f"{args.steps} training steps {times['train']:.2f} s ({1e3 * per_step:.1f} ms/step)")
     print(f"one evaluation = {times['evaluate'] / per_step:.0f} training steps; evaluating every 1000 steps "
           f"adds {100 * times['evaluate'] / (1000 * per_step):.1f}% to training time")
+    record.save({"evaluate_s": times["evaluate"], "train_s": times["train"], "steps": args.steps,
+                 "step_ms": 1e3 * per_step, "evaluation_in_steps": times["evaluate"] / per_step,
+                 "percent_per_1000_steps": 100 * times["evaluate"] / (1000 * per_step),
+                 "pool_per_class": args.pool_per_class, "test_per_class": args.test_per_class},
+                {"solvers": table([("N x D (with bias)", "{n} x {d}"), ("primal (ms)", "{primal_ms:.2f}"),
+                                   ("dual (ms)", "{dual_ms:.2f}"), ("scikit-learn Ridge (ms)", "{sklearn_ms:.2f}"),
+                                   ("primal / sklearn", "{primal_ratio:.2f}"), ("dual / sklearn", "{dual_ratio:.2f}")],
+                                  rows)},
+                summary="One full few-shot evaluation of a ViT-tiny (five tasks, pools of {pool_per_class} and test "
+                        "sets of {test_per_class} per class, every layer) takes {evaluate_s:.2f} s, the time of "
+                        "{evaluation_in_steps:.0f} training steps at batch 64 ({step_ms:.1f} ms/step): evaluating "
+                        "every 1000 steps adds {percent_per_1000_steps:.1f}% to training time.")
     return 0

@@ -16,6 +16,7 @@ import torch
 
 from engine.config import GIN_DIR
 from engine.task import Task
+from launch.benchmarks._record import Record
 from launch.benchmarks._timing import interleaved
 
 GIN = os.path.join(GIN_DIR, "hyperut", "transformer_pvr.gin")
@@ -110,7 +111,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--warm-steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+    record = Record(__name__, parser, argv)
+    args = record.args
     task, batch_size, batches = build(args.warm_steps, args.steps)
     import gin
     make_model = gin.get_configurable("TransformerClassifier")
@@ -126,10 +128,18 @@ def main(argv: list[str]) -> int:
 
     rates = interleaved({"bare": lambda: bare_loop(make_model, batches, args.warm_steps, grad_clip, schedule),
                          "engine": engine}, args.repeats)
+    ratio = rates["engine"] / rates["bare"]
+    first, warm = startup[0], min(startup[1:] or startup)
     print(f"threads: {torch.get_num_threads()}, batch {batch_size}, {args.steps} timed steps x {args.repeats}")
     print(f"bare PyTorch loop : {rates['bare']:8.2f} steps/s")
     print(f"engine train()    : {rates['engine']:8.2f} steps/s")
-    print(f"ratio engine/bare : {rates['engine'] / rates['bare']:.3f}   (goal >= 0.97)")
-    print(f"start-up to the end of step 1: {startup[0]:.2f} s on the first run (lazy imports such as "
-          f"TensorBoard), {min(startup[1:] or startup):.2f} s with imports warm   (goal < 3 s)")
+    print(f"ratio engine/bare : {ratio:.3f}   (goal >= 0.97)")
+    print(f"start-up to the end of step 1: {first:.2f} s on the first run (lazy imports such as "
+          f"TensorBoard), {warm:.2f} s with imports warm   (goal < 3 s)")
+    record.save({"bare_steps_per_s": rates["bare"], "engine_steps_per_s": rates["engine"], "ratio": ratio,
+                 "startup_first_s": first, "startup_warm_s": warm, "batch_size": batch_size},
+                summary="Engine `train` / bare PyTorch loop: ratio **{ratio:.3f}** ({engine_steps_per_s:.2f} vs "
+                        "{bare_steps_per_s:.2f} steps/s; goal >= 0.97); {startup_warm_s:.2f} s from `main()` to "
+                        "the end of the first step with imports warm, {startup_first_s:.2f} s on the first run "
+                        "(lazy imports such as TensorBoard; goal < 3 s).")
     return 0

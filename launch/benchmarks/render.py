@@ -16,6 +16,7 @@ import time
 import torch
 
 from engine.config import REPO_ROOT
+from launch.benchmarks._record import Record, table
 from launch.benchmarks._timing import interleaved, training_seconds
 
 
@@ -56,12 +57,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--train-steps", type=int, default=10)
     parser.add_argument("--warm-steps", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+    record = Record(__name__, parser, argv)
+    args = record.args
     task, model, batch_size = build(args.gin, args.bind)
     counts = [int(s) for s in args.samples.split(",")]
     configured = model.samples_per_ray
     print(f"threads: {torch.get_num_threads()}, {os.path.basename(args.gin)}, "
           f"{sum(p.numel() for p in model.parameters()):,} parameters, {args.scenes} scenes x {args.rays} rays")
+    rows = {n: {"samples": n} for n in counts}
     for backward in (False, True):
         render_seconds(model, counts[0], args.rays, args.scenes, backward)  # warm-up
         timings = interleaved({n: (lambda n=n: render_seconds(model, n, args.rays, args.scenes, backward))
@@ -72,10 +75,24 @@ def main(argv: list[str]) -> int:
             rate = args.scenes * args.rays / timings[n]
             time_ratio, sample_ratio = timings[n] / timings[counts[0]], n / counts[0]
             print(f"{n:>8} {rate:>10.0f} {time_ratio:>11.2f} {sample_ratio:>13.2f} {time_ratio / sample_ratio:>18.2f}")
+            mode = "train" if backward else "forward"
+            rows[n].update({f"{mode}_rays_per_s": rate, f"{mode}_linearity": time_ratio / sample_ratio})
     model.samples_per_ray = configured
     rate = args.train_steps / training_seconds(task, model, batch_size, args.warm_steps, args.train_steps)
     scenes = task.scenes
     rays = batch_size * scenes.frames * task.rays_per_frame
     print(f"stage 1: {rate:.2f} steps/s ({batch_size} trajectories x {scenes.frames} frames x "
           f"{task.rays_per_frame} rays = {rays} rays of {configured} samples per step, {rate * rays:.0f} rays/s)")
+    figures = {"parameters": sum(p.numel() for p in model.parameters()), "stage1_steps_per_s": rate,
+               "stage1_rays_per_s": rate * rays, "stage1_rays": rays, "stage1_samples": configured,
+               "trajectories": batch_size, "frames": scenes.frames, "rays_per_frame": task.rays_per_frame,
+               "forward_rays_per_s": " / ".join(f"{rows[n]['forward_rays_per_s']:,.0f}" for n in counts),
+               "sample_counts": " / ".join(map(str, counts))}
+    ratio = f"time / sample ratio (vs {counts[0]})"
+    record.save(figures, {"samples": table(
+        [("samples per ray", "{samples}"), ("forward rays/s", "{forward_rays_per_s:.0f}"), (ratio, "{forward_linearity:.2f}"),
+         ("forward + backward rays/s", "{train_rays_per_s:.0f}"), (ratio, "{train_linearity:.2f}")], list(rows.values()))},
+        summary="Renderer: {forward_rays_per_s} forward rays/s at {sample_counts} samples per ray; stage 1 at "
+                "{stage1_steps_per_s:.2f} steps/s ({trajectories} trajectories x {frames} frames x {rays_per_frame} "
+                "rays = {stage1_rays:,} rays of {stage1_samples} samples per step, {stage1_rays_per_s:.0f} rays/s).")
     return 0

@@ -17,6 +17,7 @@ import sys
 import tempfile
 
 from engine.config import REPO_ROOT
+from launch.benchmarks._record import Record, table
 
 STRATEGIES = ["ddp", "fsdp", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3", "fairscale"]
 
@@ -49,7 +50,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--bind", action="append", default=[], help="extra gin bindings for every job")
-    args = parser.parse_args(argv)
+    record = Record(__name__, parser, argv)
+    args = record.args
     strategies = args.strategies.split(",")
     if "ddp" not in strategies:
         strategies.insert(0, "ddp")
@@ -67,9 +69,20 @@ def main(argv: list[str]) -> int:
     import torch
     device = "CUDA" if torch.cuda.is_available() else "CPU/gloo"
     print(f"{args.nproc} ranks on {device}, transformer_pvr shapes, {args.steps} steps x {args.repeats} repeats")
-    print(f"| strategy | steps/s | vs ddp | peak memory per rank (MB) | vs ddp |")
-    print(f"|---|---|---|---|---|")
-    for strategy, row in summary.items():
-        print(f"| {strategy} | {row['steps_per_s']:.1f} | {row['steps_per_s'] / base['steps_per_s']:.2f}x "
-              f"| {row['peak_mb']:.0f} | {row['peak_mb'] / base['peak_mb']:.2f}x |")
+    rows = [{"strategy": strategy, **row, "speed_vs_ddp": row["steps_per_s"] / base["steps_per_s"],
+             "memory_vs_ddp": row["peak_mb"] / base["peak_mb"]} for strategy, row in summary.items()]
+    print("| strategy | steps/s | vs ddp | peak memory per rank (MB) | vs ddp |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['strategy']} | {row['steps_per_s']:.1f} | {row['speed_vs_ddp']:.2f}x "
+              f"| {row['peak_mb']:.0f} | {row['memory_vs_ddp']:.2f}x |")
+    memory = "peak resident set per rank (MB)" if device == "CPU/gloo" else "peak allocated per rank (MB)"
+    record.save({"nproc": args.nproc, "device": device, "threads_per_rank": int(os.environ.get("OMP_NUM_THREADS", "1")),
+                 "ddp_steps_per_s": base["steps_per_s"],
+                 "ddp_peak_mb": base["peak_mb"]},
+                {"strategies": table([("strategy", "{strategy}"), ("steps/s", "{steps_per_s:.1f}"),
+                                      ("vs ddp", "{speed_vs_ddp:.2f}x"), (memory, "{peak_mb:.0f}"),
+                                      ("vs ddp", "{memory_vs_ddp:.2f}x")], rows)},
+                summary="{nproc} ranks on {device}, {threads_per_rank} thread(s) each: ddp at {ddp_steps_per_s:.1f} steps/s and {ddp_peak_mb:.0f} MB "
+                        "per rank.")
     return 0
