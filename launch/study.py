@@ -308,6 +308,34 @@ def execute(spec: Mapping[str, Any]) -> dict:
     return record
 
 
+@contextlib.contextmanager
+def _sigterm_raises():
+    """SIGTERM to the driver raises KeyboardInterrupt, as Ctrl-C does, so that it stops its workers
+    before it exits (a run's own failures are Exceptions, reported after the phase; this is not)."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(workers: Sequence[Any], grace_s: float = 60.0) -> None:
+    """SIGTERM every worker (its run saves a checkpoint and stops), then SIGKILL those still alive
+    after `grace_s`: a worker may already hold the next queued run, which must not train on."""
+    for process in workers:
+        process.terminate()
+    deadline = time.time() + grace_s
+    for process in workers:
+        process.join(max(0.0, deadline - time.time()))
+    for process in workers:
+        if process.is_alive():
+            process.kill()
+
+
 class SubmititTask:
     """One array task: a few runs in turn. On preemption or timeout submitit calls `checkpoint`,
     which requeues the same task; its finished runs are found by their records and the one in
@@ -337,6 +365,7 @@ class Runner:
     tasks_per_job: int = 1
     slurm: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     log: Callable[[str], None] = print
+    stop_grace_s: float = 60.0  # on SIGTERM / Ctrl-C: how long workers get to checkpoint before SIGKILL
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -367,8 +396,18 @@ class Runner:
             from concurrent.futures import ProcessPoolExecutor
             with ProcessPoolExecutor(min(self.jobs, len(pending)), mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = [(pool.submit(execute, spec), spec) for spec in pending]
-                for future, spec in futures:
-                    failures += self._attempt(future.result, spec)
+                try:
+                    with _sigterm_raises():
+                        for future, spec in futures:
+                            failures += self._attempt(future.result, spec)
+                except KeyboardInterrupt:
+                    # Stop the workers too: no queued run starts, and each running one gets SIGTERM,
+                    # checkpoints and stops, so the same command resumes it (orphaned workers would
+                    # otherwise train on through the queue).
+                    workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    _stop(workers, self.stop_grace_s)
+                    raise
         else:
             failures += self._submitit(pending)
         if failures:
@@ -653,6 +692,9 @@ def main(studies: Sequence[Study], args: argparse.Namespace, command: str) -> in
     except StudyError as error:
         print(f"study: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("study: stopped; every finished run is kept and the same command resumes the rest", file=sys.stderr)
+        return 130
     except ConfigError as error:
         print(f"config error: {config.format_error(error)}", file=sys.stderr)
         return 2

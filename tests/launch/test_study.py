@@ -148,3 +148,45 @@ def test_a_claim_on_its_own_metric_and_declared_unequal_tuning(tmp_path):
     assert arms["small"]["columns"]["test loss"]["mean"] == pytest.approx(sum(loss["small"].values()) / 2)
     text = tables.render([results], "full")
     assert "the default is the gin file's" in text and " | test loss | seeds |" in text
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_driver_stops_its_workers(tmp_path):
+    """A study under --jobs stopped with SIGTERM leaves no worker training on through the queue."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "driver.py"
+    script.write_text(f"""
+import dataclasses
+from launch import study as protocol
+from launch.study import Budget
+from tests.launch.test_study import TINY, toy
+long = Budget("smoke", seeds=(0, 1, 2, 3),
+              bindings=tuple("train.steps = 100000" if b.startswith("train.steps") else b for b in TINY))
+arms = tuple(dataclasses.replace(arm, tune=()) for arm in toy().arms)
+study = dataclasses.replace(toy(), budgets={{"smoke": long}}, arms=arms, claims=())
+if __name__ == "__main__":
+    protocol.run_studies([study], "smoke", root={str(tmp_path / "runs")!r}, out={str(tmp_path / "out")!r},
+                         runner=protocol.Runner(jobs=2, stop_grace_s=15), command="c")
+""")
+    env = {**os.environ, "PYTHONPATH": protocol.REPO_ROOT}
+    driver = subprocess.Popen([sys.executable, str(script)], cwd=protocol.REPO_ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    logs = []
+    while time.time() < deadline and len(logs) < 2:  # both workers are training
+        logs = [p for p in (tmp_path / "runs").rglob("metrics.jsonl")]
+        time.sleep(0.5)
+    assert len(logs) == 2, driver.communicate()[0]
+    workers = subprocess.run(["pgrep", "-P", str(driver.pid)], capture_output=True, text=True).stdout.split()
+    driver.send_signal(signal.SIGTERM)
+    driver.wait(timeout=120)
+    time.sleep(2)
+    alive = [pid for pid in workers if os.path.exists(f"/proc/{pid}") and
+             "spawn_main" in open(f"/proc/{pid}/cmdline").read()]
+    assert not alive
+    # The two runs in progress saved a checkpoint before they stopped.
+    for log in logs:
+        assert "received SIGTERM: saved a checkpoint" in (log.parent / "log.txt").read_text()
