@@ -84,6 +84,18 @@ def format_metric(name: str, value: float) -> str:
     return _format_value(value)
 
 
+def _format_perf(record: Mapping[str, Any]) -> dict[str, str]:
+    """The train line's compact throughput, label -> value: achieved FLOP/s of all ranks
+    ('3.20G') and, where the device's peak is known, MFU ('41.3%')."""
+    from engine.analysis import format_count
+    parts = {}
+    if record.get("perf/achieved_gflops"):
+        parts["FLOP/s"] = format_count(record["perf/achieved_gflops"] * 1e9)
+    if "perf/mfu" in record:
+        parts["MFU"] = f"{record['perf/mfu']:.1%}"
+    return parts
+
+
 #: How many headline metrics an eval line shows; the rest are in metrics.jsonl and TensorBoard.
 CONSOLE_HEADLINES = 6
 
@@ -242,9 +254,11 @@ class RunLogger:
     def _console_train(self, step: int, record: dict) -> None:
         shown = {k: record[k] for k in self.console_metrics if k in record}
         rate = record.get("examples_per_s")
+        perf = _format_perf(record)
         if self.bar is not None:
             self.bar.set_postfix({**{k: _format_value(v) for k, v in shown.items()},
-                                  **({"ex/s": f"{rate:.0f}"} if rate else {})}, refresh=False)
+                                  **({"ex/s": f"{rate:.0f}"} if rate else {}),
+                                  **perf}, refresh=False)
             return
         elapsed = time.perf_counter() - self._started
         done = step - self.start_step
@@ -255,6 +269,7 @@ class RunLogger:
             parts.append(f"lr {record['lr']:.2e}")
         if rate:
             parts.append(f"{rate:.0f} ex/s")
+        parts += [f"{value} {label}" for label, value in perf.items()]
         parts.append(f"eta {_format_duration(eta)}")
         self.info(" | ".join(parts))
 

@@ -238,7 +238,7 @@ def train(
     logger.start(model=hparams["model"], parameters=hparams["parameters"], task=hparams["task"],
                  strategy=strategy.name, world_size=strategy.world_size)
     trainer = Trainer(task=task, strategy=strategy, settings=settings, workdir=workdir, logger=logger,
-                      callbacks=callbacks, config_hash=config.config_hash(),
+                      callbacks=callbacks, config_hash=config.config_hash(), flops_per_example=flops,
                       on_first_step=lambda: _write_operative_config(workdir, logger, strategy.is_main))
     try:
         if strategy.is_main:

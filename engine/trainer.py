@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from engine import checkpoint, distributed
+from engine import checkpoint, distributed, throughput
 from engine.callbacks import Callback
 from engine.data import Shard, micro_batches, to_device
 from engine.errors import ConfigError, require_int, require_number
@@ -90,7 +90,7 @@ class Trainer:
 
     def __init__(self, *, task: Task, strategy, settings: Settings, workdir: str,
                  logger: RunLogger, callbacks: Sequence[Callback] = (), config_hash: str = "",
-                 on_first_step=None) -> None:
+                 on_first_step=None, flops_per_example: int | None = None) -> None:
         self.task = task
         self.strategy = strategy
         self.settings = settings
@@ -105,6 +105,12 @@ class Trainer:
         self.accumulation = settings.accumulation_steps(strategy.world_size)
         self.shard = Shard(batch_size=settings.batch_size, seed=settings.seed,
                            rank=strategy.rank, world_size=strategy.world_size)
+        # Forward FLOPs per example, measured once at start (program._check_model_on_task): the
+        # achieved FLOP/s and MFU of each log step come from it and the examples/s rate.
+        self.flops_per_example = flops_per_example
+        self.device_name = throughput.device_name(strategy.device)
+        self.precision = throughput.run_precision(settings.precision, strategy, strategy.device)
+        self.peak_flops = throughput.peak_flops_per_s(self.device_name, self.precision)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -214,6 +220,15 @@ class Trainer:
         return checkpoint.save(self.strategy, self.workdir, self.step, self.train_state(),
                                keep=self.settings.keep_checkpoints)
 
+    def _say_what_perf_leaves_out(self) -> None:
+        """Once per run: why there is no achieved FLOP/s, or no MFU on an accelerator, in the logs."""
+        if not self.flops_per_example:
+            self.logger.info("perf/achieved_gflops and perf/mfu are not logged: the FLOP counter found no "
+                             "FLOPs in one forward of the model's loss")
+        elif self.peak_flops is None and self.device_name is not None:
+            self.logger.info(f"perf/mfu is not logged: no peak FLOP/s for {self.device_name!r} at "
+                             f"{self.precision} in engine/throughput.py's PEAKS")
+
     # --- the loop ---------------------------------------------------------------------------
     def fit(self) -> dict[str, dict[str, Any]]:
         settings, strategy, logger = self.settings, self.strategy, self.logger
@@ -224,6 +239,7 @@ class Trainer:
         batches = self.task.batches("train", self.shard.replace(start=self.step))
         window: dict[str, torch.Tensor] = {}
         window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
+        self._say_what_perf_leaves_out()
         with StopRequest() as stop:
             while self.step < settings.steps:
                 batch = next(batches)
@@ -249,6 +265,9 @@ class Trainer:
                     if tokens is not None:
                         reduced["tokens_per_s"] = window_tokens * strategy.world_size / elapsed
                     reduced["step_time_s"] = elapsed / window_steps
+                    if self.flops_per_example:
+                        reduced.update(throughput.perf_metrics(self.flops_per_example, reduced["examples_per_s"],
+                                                               strategy.world_size, self.peak_flops))
                     reduced["peak_memory_mb"] = _peak_memory_mb(strategy.device)
                     if self.skipped_steps:
                         reduced["nonfinite_skipped"] = self.skipped_steps
