@@ -178,6 +178,7 @@ def train(
     init_from: str | None = None,
     compile: bool = False,
     nonfinite: str = "stop",
+    prefetch: int = 2,
     callbacks: Sequence[Callback] = (),
     workdir: str | None = None,
 ) -> TrainResult:
@@ -189,7 +190,7 @@ def train(
                         precision=precision, grad_clip=grad_clip, seed=seed, log_every=log_every,
                         eval_every=eval_every, eval_splits=tuple(eval_splits),
                         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-                        nonfinite=nonfinite, compile=compile)
+                        nonfinite=nonfinite, compile=compile, prefetch=prefetch)
     if strategy is None:
         from engine.strategies.single import SingleProcess
         strategy = SingleProcess()

@@ -35,7 +35,11 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def batches(self, split: str, shard: Shard) -> Iterator[Batch]:
-        """Yield this rank's part of global batches `shard.start, shard.start + 1, ...`."""
+        """Yield this rank's part of global batches `shard.start, shard.start + 1, ...`.
+
+        The training iterator runs in a background thread, ahead of the step (`train.prefetch`),
+        so it must depend only on (seed, split, index, rank): no model, step or global RNG.
+        """
 
     @abc.abstractmethod
     def loss(self, model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -13,7 +13,7 @@ import torch
 
 from engine import checkpoint, distributed, throughput
 from engine.callbacks import Callback
-from engine.data import Shard, micro_batches, to_device
+from engine.data import Prefetched, Shard, micro_batches, to_device
 from engine.errors import ConfigError, require_int, require_number
 from engine.logging import RunLogger
 from engine.preemption import StopRequest
@@ -43,6 +43,7 @@ class Settings:
     keep_checkpoints: int | None = 3
     nonfinite: str = "stop"
     compile: bool = False
+    prefetch: int = 2  # training batches generated ahead in a background thread; 0: in the loop
 
     def validate(self, world_size: int) -> None:
         def integer(name: str, minimum: int, allow_none: bool = False) -> None:
@@ -58,6 +59,7 @@ class Settings:
         integer("eval_every", 0)
         integer("checkpoint_every", 0)
         integer("keep_checkpoints", 1, allow_none=True)
+        integer("prefetch", 0)
         if self.batch_size % world_size:
             raise ConfigError(f"train.batch_size = {self.batch_size} is not divisible by the "
                               f"{world_size} ranks of this run")
@@ -236,11 +238,14 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_start(self)
         first_step = self.step
-        batches = self.task.batches("train", self.shard.replace(start=self.step))
         window: dict[str, torch.Tensor] = {}
         window_steps, window_tokens, window_start = 0, 0, time.perf_counter()
         self._say_what_perf_leaves_out()
-        with StopRequest() as stop:
+        # Leaving the `with` (the last step, a stop request, an error) stops the prefetch thread.
+        with StopRequest() as stop, \
+                Prefetched(self.task.batches("train", self.shard.replace(start=self.step)),
+                           settings.prefetch) as batches:
+            window_wait = batches.wait_s
             while self.step < settings.steps:
                 batch = next(batches)
                 tokens = self.task.tokens(batch)
@@ -265,6 +270,9 @@ class Trainer:
                     if tokens is not None:
                         reduced["tokens_per_s"] = window_tokens * strategy.world_size / elapsed
                     reduced["step_time_s"] = elapsed / window_steps
+                    # This rank's time blocked on the next batch: near 0 once prefetch keeps up.
+                    reduced["perf/data_wait_ms"] = 1000 * (batches.wait_s - window_wait) / window_steps
+                    window_wait = batches.wait_s
                     if self.flops_per_example:
                         reduced.update(throughput.perf_metrics(self.flops_per_example, reduced["examples_per_s"],
                                                                strategy.world_size, self.peak_flops))
