@@ -178,7 +178,7 @@ def train(
     init_from: str | None = None,
     compile: bool = False,
     nonfinite: str = "stop",
-    prefetch: int = 2,
+    prefetch: int | None = None,
     callbacks: Sequence[Callback] = (),
     workdir: str | None = None,
 ) -> TrainResult:

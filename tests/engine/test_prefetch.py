@@ -168,3 +168,18 @@ def test_prefetch_must_be_a_non_negative_integer(tmp_path):
     with pytest.raises(ConfigError, match="train.prefetch"):
         train_in_process(str(tmp_path / "run"), TINY_PVR + ["train.steps = 2", "train.prefetch = -1"])
     assert not os.path.exists(tmp_path / "run" / "metrics.jsonl")
+
+
+def test_the_default_depth_prefetches_on_an_accelerator_and_not_on_the_cpu():
+    """None (the default) means 2 ahead on a GPU, where the CPU is free while the step runs, and
+    none on the CPU, where a generating thread would take cores from the step; a bound value wins."""
+    import types
+
+    import torch
+
+    from engine.trainer import Settings, Trainer
+    assert Settings(steps=1, batch_size=1).prefetch is None
+    for device, bound, expected in (("cpu", None, 0), ("cuda:0", None, 2), ("cpu", 3, 3), ("cuda", 0, 0)):
+        fake = types.SimpleNamespace(settings=types.SimpleNamespace(prefetch=bound),
+                                     strategy=types.SimpleNamespace(device=torch.device(device)))
+        assert Trainer.prefetch_depth(fake) == expected

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from engine.data import Shard
+from engine.errors import ConfigError
 from tasks.common.arrays import epoch_indices, ordered_batches
 from tasks.images.digits import DigitsClassification
 from tasks.images.sources.digits import digits
@@ -56,6 +58,17 @@ def test_digits_task_trains_from_shuffled_batches():
     task = DigitsClassification(image_size=8)
     batch = next(task.batches("train", Shard(batch_size=16, seed=1)))
     assert batch["image"].shape == (16, 1, 8, 8) and batch["label"].dtype == torch.int64
+
+
+def test_digits_validation_is_held_out_of_training():
+    whole = DigitsClassification(image_size=8)
+    held = DigitsClassification(image_size=8, validation_size=100)
+    train, validation = held.splits["train"]["image"], held.splits["validation"]["image"]
+    assert len(validation) == 100 and len(train) + 100 == len(whole.splits["train"]["image"])
+    assert np.array_equal(np.concatenate([train, validation]), whole.splits["train"]["image"])
+    assert np.array_equal(held.splits["eval"]["image"], whole.splits["eval"]["image"])
+    with pytest.raises(ConfigError, match="validation_size"):
+        DigitsClassification(validation_size=10_000)
 
 
 def test_shapes_render_every_shape_inside_the_canvas():
