@@ -45,6 +45,7 @@ COMPOSED = {
     "gift/digits_60.gin": [(("gift/gift.gin",), ())],
     "hyperut/textured_shapes.gin": [((f"hyperut/{base}_digits.gin",), ()) for base in ("vit", "uvit", "hyperut_vit")],
     "hyperut/transformer_cpvr.gin": [(("hyperut/transformer_pvr.gin", "hyperut/cpvr_hops.gin"), ())],
+    "kd/digits_covered.gin": [((f"kd/kd_{base}.gin",), ()) for base in ("mlp", "mlp_from_cnn")],
 }
 # T5 sizes this machine cannot build (a 3B or 11B model) are checked at parse level here;
 # tests/models/test_t5.py counts their parameters on the meta device.
