@@ -166,6 +166,16 @@ class Study:
     def report_key(self) -> str:
         return f"{self.report_split}/{self.metric}"
 
+    def only(self, names: Iterable[str]) -> "Study":
+        """This study with only the named arms, and only the claims between them (part of a study:
+        its runs and records are the whole study's, so running the rest later reuses them)."""
+        names = set(names)
+        unknown = sorted(names - {a.name for a in self.arms})
+        if unknown:
+            raise StudyError(f"study {self.name!r} has no arm(s) {unknown}; it has {[a.name for a in self.arms]}")
+        return dataclasses.replace(self, arms=tuple(a for a in self.arms if a.name in names),
+                                   claims=tuple(c for c in self.claims if {c.better, c.worse} <= names))
+
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
             if arm.name == name:

@@ -17,7 +17,6 @@ Writes results/hyperut/<study>/<budget>.json and .md, and results/hyperut/cpvr/<
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shlex
 from typing import Any
@@ -213,12 +212,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     cpvr = cpvr_study()
     if args.arms:
-        names = args.arms.split(",")
-        unknown = sorted(set(names) - {a.name for a in cpvr.arms})
-        if unknown:
-            parser.error(f"unknown arm(s) {unknown}; choose from {[a.name for a in cpvr.arms]}")
-        cpvr = dataclasses.replace(cpvr, arms=tuple(a for a in cpvr.arms if a.name in names),
-                                   claims=tuple(c for c in cpvr.claims if {c.better, c.worse} <= set(names)))
+        try:
+            cpvr = cpvr.only(args.arms.split(","))
+        except protocol.StudyError as error:
+            parser.error(str(error))
     studies = ([cpvr] if args.only != "images" else []) + \
               ([image_study(name) for name in IMAGE_SETS] if args.only != "cpvr" else [])
     command = shlex.join(["python", "launch/reproduce.py", "hyperut", *argv])
