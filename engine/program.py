@@ -16,6 +16,7 @@ import gin
 import torch
 
 from engine import analysis, checkpoint, config, distributed, optim, rundir
+from engine.activation_checkpointing import checkpoint_activations
 from engine.callbacks import Callback
 from engine.data import frozen
 from engine.errors import ConfigError
@@ -179,6 +180,7 @@ def train(
     compile: bool = False,
     nonfinite: str = "stop",
     prefetch: int | None = None,
+    activation_checkpointing: bool | Sequence[str] = False,
     callbacks: Sequence[Callback] = (),
     workdir: str | None = None,
 ) -> TrainResult:
@@ -190,7 +192,8 @@ def train(
                         precision=precision, grad_clip=grad_clip, seed=seed, log_every=log_every,
                         eval_every=eval_every, eval_splits=tuple(eval_splits),
                         checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints,
-                        nonfinite=nonfinite, compile=compile, prefetch=prefetch)
+                        nonfinite=nonfinite, compile=compile, prefetch=prefetch,
+                        activation_checkpointing=activation_checkpointing)
     if strategy is None:
         from engine.strategies.single import SingleProcess
         strategy = SingleProcess()
@@ -225,6 +228,11 @@ def train(
     # Read the model's identity before the strategy wraps it: FSDP2's fully_shard swaps the
     # module's class (TransformerClassifier -> FSDPTransformerClassifier).
     hparams = _hparams(settings, task, module, strategy)
+    if settings.activation_checkpointing:
+        # Before any wrapping, on the blocks FSDP shards (its own choice when it has one).
+        chosen = settings.activation_checkpointing
+        names = getattr(strategy, "shard_modules", None) if chosen is True else chosen
+        recomputed = checkpoint_activations(module, names)
     strategy.prepare(module, make_optimizer, make_schedule, settings)
     # Different dropout streams per rank, the same model initialisation on all of them. Seeded
     # after `prepare`, which may draw from the RNG itself (FSDP2's fully_shard does).
@@ -238,6 +246,9 @@ def train(
                        name=os.path.basename(os.path.normpath(workdir)))
     logger.start(model=hparams["model"], parameters=hparams["parameters"], task=hparams["task"],
                  strategy=strategy.name, world_size=strategy.world_size)
+    if settings.activation_checkpointing:
+        classes = sorted({type(block).__name__ for block in recomputed})
+        logger.info(f"activation checkpointing: {len(recomputed)} block(s) recomputed in backward ({', '.join(classes)})")
     trainer = Trainer(task=task, strategy=strategy, settings=settings, workdir=workdir, logger=logger,
                       callbacks=callbacks, config_hash=config.config_hash(), flops_per_example=flops,
                       on_first_step=lambda: _write_operative_config(workdir, logger, strategy.is_main))

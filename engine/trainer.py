@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import torch
 
-from engine import checkpoint, distributed, throughput
+from engine import activation_checkpointing, checkpoint, distributed, throughput
 from engine.callbacks import Callback
 from engine.data import Prefetched, Shard, micro_batches, to_device
 from engine.errors import ConfigError, require_int, require_number
@@ -47,6 +47,9 @@ class Settings:
     # accelerator, 0 on the CPU, where the thread takes cores from the step itself (bench.py overhead:
     # 0.90 of a bare loop with 2 ahead vs 0.96 in the loop when batches cost nothing to make).
     prefetch: int | None = None
+    # True: recompute the blocks FSDP shards in backward; a list: blocks of these classes
+    # (engine/activation_checkpointing.py).
+    activation_checkpointing: bool | Sequence[str] = False
 
     def validate(self, world_size: int) -> None:
         def integer(name: str, minimum: int, allow_none: bool = False) -> None:
@@ -78,6 +81,7 @@ class Settings:
             raise ConfigError(f"train.nonfinite must be 'stop' or 'skip', got {self.nonfinite!r}")
         if isinstance(self.eval_splits, str) or not all(isinstance(s, str) for s in self.eval_splits):
             raise ConfigError(f"train.eval_splits must be a list of split names, got {self.eval_splits!r}")
+        activation_checkpointing.validate(self.activation_checkpointing)
 
     def accumulation_steps(self, world_size: int) -> int:
         local = self.batch_size // world_size

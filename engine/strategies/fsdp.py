@@ -17,37 +17,13 @@ import gin
 import torch
 from torch import nn
 
+from engine.blocks import find_blocks
 from engine.errors import ConfigError
 from engine.strategies.base import Strategy, load_file, save_file
 
 DCP_DIR = "dcp"
 SCHEDULE_FILE = "schedule.pt"
 DTYPES = {None: None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def find_blocks(module: nn.Module, class_names: Sequence[str] | None) -> list[nn.Module]:
-    """The modules to shard one by one: instances of `class_names`, or by default every element
-    of every nn.ModuleList (outermost first; nothing inside an already chosen block). A module
-    marked `shard_as_one` (it runs its children a data-dependent number of times, e.g. ACT) is a
-    block of its own under either rule, and nothing inside it is sharded separately: a block
-    inside would gather its weights a different number of times on each rank."""
-    chosen: list[nn.Module] = []
-    inside: set[int] = set()
-    for _, sub in module.named_modules():
-        if id(sub) in inside or sub is module:
-            continue
-        if getattr(sub, "shard_as_one", False):
-            candidates = [sub]
-        elif class_names is not None:
-            hit = type(sub).__name__ in class_names
-            candidates = [sub] if hit else []
-        else:  # a ModuleList inside a ModuleList (PerceiverEncoder.thinks) has no forward: its elements are the blocks
-            candidates = [b for b in sub if not isinstance(b, nn.ModuleList)] if isinstance(sub, nn.ModuleList) else []
-        for block in candidates:
-            if id(block) not in inside and any(p.requires_grad for p in block.parameters()):
-                chosen.append(block)
-                inside.update(id(m) for m in block.modules())
-    return chosen
 
 
 @gin.configurable

@@ -1,0 +1,100 @@
+"""Activation checkpointing at LRA lengths: peak memory of a training step and its time, with
+`train.activation_checkpointing` (engine/activation_checkpointing.py) vs without, per attention.
+
+    python launch/bench.py activation_checkpointing            # 4K tokens, ~5 min on one CPU thread
+
+The model is the LRA byte-level text encoder (4 layers, width 256, 4 heads, MLP 1024) with each
+attention core built from its gin/lra/attention/<name>.gin, the same weights with and without the
+switch. Memory is the peak resident set growth of one training step after a first step has
+allocated gradients and Adam state (the attention benchmark's `PeakMemory`): the activations, the
+thing checkpointing trades. Time is the median of the timed steps, both arms interleaved step by
+step. Goal: <= 0.6x the memory without it at 4K tokens (dense attention), with the time cost printed.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import ctypes
+import statistics
+
+import torch
+
+from engine.activation_checkpointing import checkpoint_activations
+from launch.benchmarks._record import Record
+from launch.benchmarks._record import table as record_table
+from launch.benchmarks.attention import M_MMAP_THRESHOLD, NAMES, PeakMemory, build, train_step
+
+VARIANTS = ("naive", "sdpa", "local", "linear", "performer")
+
+
+def measure(variant: str, length: int, batch: int, steps: int) -> dict[str, float]:
+    """Peak MiB and median seconds per step, without and with checkpointing, and the losses' agreement."""
+    generator = torch.Generator().manual_seed(length)
+    tokens = torch.randint(0, 256, (batch, length), generator=generator)
+    labels = torch.randint(0, 2, (batch,), generator=generator)
+    plain, _ = build(variant, length)
+    recomputing = copy.deepcopy(plain)
+    checkpoint_activations(recomputing)
+    arms = {"plain": plain, "checkpointed": recomputing}
+    optimizers = {name: torch.optim.Adam(model.parameters(), lr=1e-4) for name, model in arms.items()}
+    for name, model in arms.items():  # gradients and Adam state exist before memory is measured
+        torch.manual_seed(0)
+        train_step(model, optimizers[name], tokens, labels)
+    memory = {}
+    for name, model in arms.items():
+        with PeakMemory() as peak:
+            torch.manual_seed(1)
+            train_step(model, optimizers[name], tokens, labels)
+        memory[name] = peak.mib
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    for index in range(steps):
+        for name, model in arms.items():
+            torch.manual_seed(2 + index)  # the same dropout masks in both arms
+            times[name].append(train_step(model, optimizers[name], tokens, labels))
+    same = all(torch.equal(a, b) for a, b in zip(plain.parameters(), recomputing.parameters()))
+    return {"plain_mib": memory["plain"], "checkpointed_mib": memory["checkpointed"],
+            "memory_ratio": memory["checkpointed"] / memory["plain"],
+            "plain_s": statistics.median(times["plain"]), "checkpointed_s": statistics.median(times["checkpointed"]),
+            "time_ratio": statistics.median(times["checkpointed"]) / statistics.median(times["plain"]),
+            "same_weights": same}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--length", type=int, default=4096)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="subset of " + ",".join(VARIANTS))
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per arm after the measured one")
+    parser.add_argument("--threads", type=int, default=1)
+    record = Record(__name__, parser, argv)
+    args = record.args
+    variants = args.variants.split(",")
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {VARIANTS}")
+    torch.set_num_threads(args.threads)
+    ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 128 * 1024)  # freed tensors leave the resident set
+    from engine import config
+    config.import_packages()
+    rows = []
+    print(f"text encoder at {args.length} tokens, batch {args.batch}, {args.threads} thread(s), "
+          f"median of {args.steps} step(s)")
+    for variant in variants:
+        row = {"model": NAMES[variant], **measure(variant, args.length, args.batch, args.steps)}
+        rows.append(row)
+        print(f"  {row['model']:22s} memory {row['plain_mib']:7.0f} -> {row['checkpointed_mib']:7.0f} MiB "
+              f"({row['memory_ratio']:.2f}x, goal <= 0.6)   step {row['plain_s']:.2f} -> {row['checkpointed_s']:.2f} s "
+              f"({row['time_ratio']:.2f}x)   weights identical after training: {row['same_weights']}", flush=True)
+    columns = [("Attention", "{model}"), ("peak MiB without", "{plain_mib:.0f}"), ("with", "{checkpointed_mib:.0f}"),
+               ("memory ratio", "{memory_ratio:.2f}x"), ("s/step without", "{plain_s:.2f}"),
+               ("with", "{checkpointed_s:.2f}"), ("time ratio", "{time_ratio:.2f}x")]
+    dense = next((r for r in rows if r["model"] == NAMES["naive"]), rows[0])
+    record.save({"length": args.length, "dense_memory_ratio": dense["memory_ratio"],
+                 "dense_time_ratio": dense["time_ratio"], "dense_model": dense["model"],
+                 "worst_memory_ratio": max(r["memory_ratio"] for r in rows)},
+                {"by_attention": record_table(columns, rows, title=f"Activation checkpointing at {args.length} tokens")},
+                summary="At {length} tokens, activation checkpointing takes a training step of the text encoder "
+                        "({dense_model}) to **{dense_memory_ratio:.2f}x** the peak memory (goal <= 0.6) for "
+                        "{dense_time_ratio:.2f}x the time; the worst memory ratio over the attentions measured is "
+                        "{worst_memory_ratio:.2f}x.")
+    return 0 if all(r["same_weights"] for r in rows) else 1
