@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# One-shot CUDA check of the engine on a single-GPU machine: the test suite on CUDA, fp32 vs
-# bf16 throughput, every strategy over NCCL on one rank, and the LRA small reproduction with
-# all attentions run side by side on the GPU. Each part has its own time limit and writes its
-# log to $OUT so one failing part never hides the others. $OUT defaults to
-# results/device/<date>-<GPU name>/, so a session's figures are kept as a record beside the
-# other results (the strategies part also writes the benchmark's JSON record, strategies.json).
+# The one GPU check: the first and only thing to run on a GPU machine, <= 10 minutes on one H100.
+# Parts, each with its own time limit and log in $OUT, so one failing part never hides the others:
+#   smoke        8192^3 matmul TFLOP/s in fp32 and bf16
+#   throughput   training where arithmetic dominates (d_model 1024, 8 layers, 512 tokens, batch 32):
+#                fp32 vs bf16 vs bf16 + torch.compile; steps/s, achieved TFLOP/s and MFU
+#   checkpoint   activation checkpointing at LRA's 4K tokens: peak CUDA memory and time, with vs without
+#   strategies   every strategy on one rank over NCCL (bf16): steps/s and peak memory vs ddp
+#   tests        the CUDA suite (not distributed, not slow) in the background, beside ...
+#   studies      ... the study `gpu` budgets that fit (Hyper-UT C-PVR; a study reuses its finished runs
+#                when started again, so a later session carries on where this one stopped)
+#   lra          (not a default part) LRA ListOps/Pathfinder small with every attention at once
+# $OUT defaults to results/device/<date>-<GPU name>/, so a session's figures are kept beside the
+# other results (the benchmarks write their JSON records there too).
 #
-#   OUT=/tmp/out bash launch/device_check.sh            # everything
+#   OUT=/tmp/out bash launch/device_check.sh            # the default parts, <= 10 min
 #   PARTS="smoke throughput" bash launch/device_check.sh
 #
 # Packages the GPU image lacks travel as wheels in .whl/ and, for sdist-only ones (deepspeed,
@@ -24,13 +31,13 @@ cd "$(dirname "$0")/.."
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -cs 'A-Za-z0-9' '_' | sed 's/_$//')
 OUT=${OUT:-$PWD/results/device/$(date +%Y-%m-%d)-${GPU:-no_gpu}}
 mkdir -p "$OUT"
-PARTS=${PARTS:-"smoke throughput strategies tests lra"}
+PARTS=${PARTS:-"smoke throughput checkpoint strategies tests studies"}
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 fi
 export PYTHONPATH=/tmp/site:$PWD/.devsite:$PWD PYTHONUNBUFFERED=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 PY=python3
-STEPS=${STEPS:-200}
+STEPS=${STEPS:-80}
 
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 
@@ -54,50 +61,69 @@ EOF
 fi
 
 if part throughput; then
-  echo "=== single-GPU throughput, fp32 vs bf16"
-  for precision in fp32 bf16; do
-    timeout ${THROUGHPUT_TIMEOUT:-120} $PY launch/run.py --gin gin/hyperut/transformer_pvr.gin --workdir /tmp/tp-$precision \
-      --bind "train.precision = '$precision'" --bind "train.steps = $STEPS" --bind "train.log_every = 1" \
-      --bind "train.eval_every = 0" --bind "train.checkpoint_every = 0" --bind "train.batch_size = 256" \
-      --bind "TransformerClassifier.d_model = 512" --bind "TransformerClassifier.num_layers = 6" \
-      --bind "TransformerClassifier.d_ff = 2048" --bind "TransformerClassifier.num_heads = 8" \
-      > /tmp/throughput-$precision.log 2>&1 || { echo "throughput $precision FAILED"; tail -30 /tmp/throughput-$precision.log; }
+  echo "=== throughput where arithmetic dominates: fp32 vs bf16 vs bf16 + compile"
+  for arm in fp32 bf16 bf16_compile; do
+    precision=${arm%_compile}
+    compile=False; [ "$arm" = bf16_compile ] && compile=True
+    timeout ${THROUGHPUT_TIMEOUT:-100} $PY launch/run.py --gin gin/hyperut/transformer_pvr.gin --workdir /tmp/tp-$arm \
+      --bind "train.precision = '$precision'" --bind "train.compile = $compile" --bind "train.steps = $STEPS" \
+      --bind "train.log_every = 1" --bind "train.eval_every = 0" --bind "train.checkpoint_every = 0" \
+      --bind "train.batch_size = 32" --bind "LENGTH = 512" --bind "TransformerClassifier.d_model = 1024" \
+      --bind "TransformerClassifier.num_layers = 8" --bind "TransformerClassifier.d_ff = 4096" \
+      --bind "TransformerClassifier.num_heads = 16" \
+      > "$OUT/throughput-$arm.log" 2>&1 || { echo "throughput $arm FAILED"; tail -30 "$OUT/throughput-$arm.log"; }
   done
   $PY - <<EOF 2>&1 | tee "$OUT/throughput.txt"
 import json, statistics
 rows = {}
-for precision in ("fp32", "bf16"):
+for arm in ("fp32", "bf16", "bf16_compile"):
     try:
-        records = [json.loads(l) for l in open(f"/tmp/tp-{precision}/metrics.jsonl")]
+        records = [json.loads(l) for l in open(f"/tmp/tp-{arm}/metrics.jsonl")]
     except OSError:
-        print(precision, "no metrics"); continue
-    times = [r["step_time_s"] for r in records if r["split"] == "train" and "step_time_s" in r][$STEPS // 4:]
-    if not times:
-        print(precision, "too few steps logged"); continue
+        print(arm, "no metrics"); continue
+    train = [r for r in records if r["split"] == "train" and "step_time_s" in r][$STEPS // 4:]
+    if not train:
+        print(arm, "too few steps logged"); continue
     memory = [r for r in records if r["split"] == "memory"]
-    loss = [r["loss"] for r in records if r["split"] == "train" and "loss" in r]
-    rows[precision] = 1 / statistics.median(times)
-    print(f"{precision}: {rows[precision]:.1f} steps/s (batch 256, d512 x 6 layers), loss {loss[0]:.3f} -> {loss[-1]:.3f}",
-          memory[-1] if memory else "")
-if len(rows) == 2:
-    print(f"bf16 / fp32 steps/s = {rows['bf16'] / rows['fp32']:.2f}")
+    rows[arm] = 1 / statistics.median(r["step_time_s"] for r in train)
+    tflops = statistics.median(r.get("perf/achieved_gflops", float("nan")) for r in train) / 1e3
+    mfu = statistics.median(r.get("perf/mfu", float("nan")) for r in train)
+    print(f"{arm}: {rows[arm]:.2f} steps/s (batch 32 x 512 tokens, d1024 x 8 layers), {tflops:.1f} TFLOP/s achieved, "
+          f"MFU {mfu:.3f}, loss {train[0]['loss']:.3f} -> {train[-1]['loss']:.3f}", memory[-1] if memory else "")
+for arm in ("bf16", "bf16_compile"):
+    if arm in rows and "fp32" in rows:
+        print(f"{arm} / fp32 steps/s = {rows[arm] / rows['fp32']:.2f}")
 EOF
+fi
+
+if part checkpoint; then
+  echo "=== activation checkpointing at 4K tokens (peak CUDA memory)"
+  timeout ${CHECKPOINT_TIMEOUT:-120} $PY launch/bench.py activation_checkpointing --device cuda --batch 8 --steps 5 \
+    --out "$OUT/activation_checkpointing.json" 2>&1 | tail -12 | tee "$OUT/activation_checkpointing.txt"
 fi
 
 if part strategies; then
   echo "=== strategies on 1 GPU over NCCL (bf16)"
-  timeout ${STRATEGIES_TIMEOUT:-240} $PY launch/bench.py strategies --nproc 1 --steps ${STRATEGY_STEPS:-40} --repeats 1 --strategies ${STRATEGIES:-ddp,fsdp,deepspeed_zero1,deepspeed_zero2,deepspeed_zero3,fairscale} \
+  timeout ${STRATEGIES_TIMEOUT:-150} $PY launch/bench.py strategies --nproc 1 --steps ${STRATEGY_STEPS:-30} --repeats 1 --strategies ${STRATEGIES:-ddp,fsdp,deepspeed_zero1,deepspeed_zero2,deepspeed_zero3,fairscale} \
     --bind "train.precision = 'bf16'" --bind "train.batch_size = 256" \
     --bind "TransformerClassifier.d_model = 512" --bind "TransformerClassifier.num_layers = 6" \
     --bind "TransformerClassifier.d_ff = 2048" --bind "TransformerClassifier.num_heads = 8" --out "$OUT/strategies.json" \
     2>&1 | tail -40 | tee "$OUT/strategies.txt"
 fi
 
-# The suite on CUDA and the LRA runs share the GPU (neither is a timing), after the timings.
+# The suite on CUDA and the studies share the GPU after the timings (neither is a timing).
 if part tests; then
   echo "=== tests on CUDA (in the background)"
-  (timeout ${TESTS_TIMEOUT:-270} $PY -m pytest -q -n ${TEST_WORKERS:-6} -p no:cacheprovider --maxfail 40 tests \
-    > /tmp/tests.log 2>&1; echo "pytest exit $?" >> /tmp/tests.log; tail -80 /tmp/tests.log > "$OUT/tests.txt") &
+  (timeout ${TESTS_TIMEOUT:-270} $PY -m pytest -q -n ${TEST_WORKERS:-6} -p no:cacheprovider --maxfail 40 \
+    -m "not distributed and not slow" tests > /tmp/tests.log 2>&1; echo "pytest exit $?" >> /tmp/tests.log
+   tail -80 /tmp/tests.log > "$OUT/tests.txt") &
+fi
+
+if part studies; then
+  echo "=== study gpu budgets that fit (Hyper-UT C-PVR), written under results/"
+  timeout ${STUDIES_TIMEOUT:-270} $PY launch/reproduce.py hyperut --budget gpu --only cpvr --jobs ${STUDY_JOBS:-8} \
+    > "$OUT/study-hyperut.log" 2>&1; echo "hyperut gpu study exit $?" >> "$OUT/study-hyperut.log"
+  tail -40 "$OUT/study-hyperut.log"
 fi
 
 if part lra; then

@@ -44,3 +44,38 @@ def training_seconds(task, model, batch_size: int, warm: int, steps: int) -> flo
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return time.perf_counter() - start
+
+
+def engine_run(bindings: dict, warm_steps: int, steps: int, log_every: int) -> dict:
+    """Steps/s of the engine's `train` (under the parsed gin config, with `bindings` bound on top)
+    over `steps` steps after `warm_steps`, its logged train losses, and the mean data wait per
+    timed step."""
+    import statistics
+    import tempfile
+
+    import gin
+
+    from engine import program
+    from engine.callbacks import Callback
+    from engine.logging import read_metrics
+
+    marks = {}
+
+    class Clock(Callback):
+        name = "clock"
+
+        def on_step_end(self, trainer, step):
+            if step in (warm_steps, warm_steps + steps):
+                marks[step] = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as workdir:
+        with gin.unlock_config():
+            for name, value in {"train.callbacks": [Clock()], "train.steps": warm_steps + steps,
+                                "train.checkpoint_every": 0, "train.eval_every": 0, "train.log_every": log_every,
+                                **bindings}.items():
+                gin.bind_parameter(name, value)
+        program.main(workdir)
+        train = [r for r in read_metrics(workdir) if r["split"] == "train"]
+    timed = [r["perf/data_wait_ms"] for r in train if r["step"] > warm_steps]
+    return {"steps_per_s": steps / (marks[warm_steps + steps] - marks[warm_steps]),
+            "losses": [(r["step"], r["loss"]) for r in train], "wait_ms": statistics.mean(timed)}

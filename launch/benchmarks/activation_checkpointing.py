@@ -16,6 +16,7 @@ import argparse
 import copy
 import ctypes
 import statistics
+import time
 
 import torch
 
@@ -27,12 +28,39 @@ from launch.benchmarks.attention import M_MMAP_THRESHOLD, NAMES, PeakMemory, bui
 VARIANTS = ("naive", "sdpa", "local", "linear", "performer")
 
 
-def measure(variant: str, length: int, batch: int, steps: int) -> dict[str, float]:
-    """Peak MiB and median seconds per step, without and with checkpointing, and the losses' agreement."""
+class CudaPeak:
+    """Peak allocated CUDA memory during the block, above what was allocated at entry, in MiB."""
+
+    def __enter__(self) -> "CudaPeak":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        self.start = torch.cuda.memory_allocated()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        torch.cuda.synchronize()
+        self.mib = (torch.cuda.max_memory_allocated() - self.start) / 2**20
+
+
+def timed_step(model, optimizer, tokens, labels) -> float:
+    if tokens.is_cuda:
+        torch.cuda.synchronize()
+    seconds = train_step(model, optimizer, tokens, labels)
+    if tokens.is_cuda:
+        start = time.perf_counter()
+        torch.cuda.synchronize()
+        seconds += time.perf_counter() - start
+    return seconds
+
+
+def measure(variant: str, length: int, batch: int, steps: int, device: str = "cpu") -> dict[str, float]:
+    """Peak MiB and median seconds per step, without and with checkpointing, and whether both arms
+    trained to the same weights."""
     generator = torch.Generator().manual_seed(length)
-    tokens = torch.randint(0, 256, (batch, length), generator=generator)
-    labels = torch.randint(0, 2, (batch,), generator=generator)
+    tokens = torch.randint(0, 256, (batch, length), generator=generator).to(device)
+    labels = torch.randint(0, 2, (batch,), generator=generator).to(device)
     plain, _ = build(variant, length)
+    plain.to(device)
     recomputing = copy.deepcopy(plain)
     checkpoint_activations(recomputing)
     arms = {"plain": plain, "checkpointed": recomputing}
@@ -42,16 +70,18 @@ def measure(variant: str, length: int, batch: int, steps: int) -> dict[str, floa
         train_step(model, optimizers[name], tokens, labels)
     memory = {}
     for name, model in arms.items():
-        with PeakMemory() as peak:
+        with (CudaPeak() if device == "cuda" else PeakMemory()) as peak:
             torch.manual_seed(1)
-            train_step(model, optimizers[name], tokens, labels)
+            timed_step(model, optimizers[name], tokens, labels)
         memory[name] = peak.mib
     times: dict[str, list[float]] = {name: [] for name in arms}
     for index in range(steps):
         for name, model in arms.items():
             torch.manual_seed(2 + index)  # the same dropout masks in both arms
-            times[name].append(train_step(model, optimizers[name], tokens, labels))
-    same = all(torch.equal(a, b) for a, b in zip(plain.parameters(), recomputing.parameters()))
+            times[name].append(timed_step(model, optimizers[name], tokens, labels))
+    # Bit-identical on the CPU; CUDA's backward kernels may sum in another order from run to run.
+    tolerance = dict(rtol=0.0, atol=0.0) if device == "cpu" else dict(rtol=1e-3, atol=1e-5)
+    same = all(torch.allclose(a, b, **tolerance) for a, b in zip(plain.parameters(), recomputing.parameters()))
     return {"plain_mib": memory["plain"], "checkpointed_mib": memory["checkpointed"],
             "memory_ratio": memory["checkpointed"] / memory["plain"],
             "plain_s": statistics.median(times["plain"]), "checkpointed_s": statistics.median(times["checkpointed"]),
@@ -66,6 +96,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per arm after the measured one")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: peak allocated CUDA memory instead of the resident set")
     record = Record(__name__, parser, argv)
     args = record.args
     variants = args.variants.split(",")
@@ -77,10 +109,10 @@ def main(argv: list[str]) -> int:
     from engine import config
     config.import_packages()
     rows = []
-    print(f"text encoder at {args.length} tokens, batch {args.batch}, {args.threads} thread(s), "
+    print(f"text encoder at {args.length} tokens, batch {args.batch}, on {args.device}, {args.threads} thread(s), "
           f"median of {args.steps} step(s)")
     for variant in variants:
-        row = {"model": NAMES[variant], **measure(variant, args.length, args.batch, args.steps)}
+        row = {"model": NAMES[variant], **measure(variant, args.length, args.batch, args.steps, args.device)}
         rows.append(row)
         print(f"  {row['model']:22s} memory {row['plain_mib']:7.0f} -> {row['checkpointed_mib']:7.0f} MiB "
               f"({row['memory_ratio']:.2f}x, goal <= 0.6)   step {row['plain_s']:.2f} -> {row['checkpointed_s']:.2f} s "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
 
 import numpy as np
@@ -23,7 +22,7 @@ from engine.config import GIN_DIR
 from engine.data import batch_rng
 from engine.task import Task
 from launch.benchmarks._record import Record
-from launch.benchmarks._timing import interleaved, training_seconds
+from launch.benchmarks._timing import engine_run, interleaved, training_seconds
 
 GIN = os.path.join(GIN_DIR, "hyperut", "transformer_pvr.gin")
 
@@ -76,34 +75,8 @@ def _timed(run) -> float:
 def engine_loop(elements: int, prefetch: int, warm_steps: int, steps: int, log_every: int) -> dict:
     """Steps/s of `train` after warm-up, its logged train losses and mean data wait per step."""
     import gin
-
-    from engine import program
-    from engine.callbacks import Callback
-    from engine.logging import read_metrics
-
-    marks = {}
-
-    class Clock(Callback):
-        name = "clock"
-
-        def on_step_end(self, trainer, step):
-            if step in (warm_steps, warm_steps + steps):
-                marks[step] = time.perf_counter()
-
-    with tempfile.TemporaryDirectory() as workdir:
-        with gin.unlock_config():
-            gin.bind_parameter("train.callbacks", [Clock()])
-            gin.bind_parameter("train.task", Decoded(gin.get_configurable("CPVR")(), elements))
-            gin.bind_parameter("train.steps", warm_steps + steps)
-            gin.bind_parameter("train.prefetch", prefetch)
-            gin.bind_parameter("train.checkpoint_every", 0)
-            gin.bind_parameter("train.eval_every", 0)
-            gin.bind_parameter("train.log_every", log_every)
-        program.main(workdir)
-        train = [r for r in read_metrics(workdir) if r["split"] == "train"]
-    timed = [r["perf/data_wait_ms"] for r in train if r["step"] > warm_steps]
-    return {"steps_per_s": steps / (marks[warm_steps + steps] - marks[warm_steps]),
-            "losses": [(r["step"], r["loss"]) for r in train], "wait_ms": statistics.mean(timed)}
+    return engine_run({"train.task": Decoded(gin.get_configurable("CPVR")(), elements), "train.prefetch": prefetch},
+                      warm_steps, steps, log_every)
 
 
 def main(argv: list[str]) -> int:
