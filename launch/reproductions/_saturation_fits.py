@@ -45,6 +45,9 @@ class SaturationFit(NamedTuple):
     alpha: float
     e_ir: float
     rmse: float
+    # Why the fit says nothing about saturation ("" when it does): the power-law term is flat over
+    # the data (k ~ 0: e_IR is then just the plateau of the points), or alpha sits at its bound.
+    degenerate: str = ""
 
     def __call__(self, e_us):
         return self.k * np.asarray(e_us, dtype=float) ** self.alpha + self.e_ir
@@ -88,7 +91,24 @@ def saturation_fit(e_us: Sequence[float], e_ds: Sequence[float], *, min_alpha: f
         if best is None or result.cost < best.cost:
             best = result
     k, alpha, e_ir = (float(v) for v in best.x)
-    return SaturationFit(k, alpha, e_ir, float(np.sqrt(np.mean(best.fun ** 2))))
+    return SaturationFit(k, alpha, e_ir, float(np.sqrt(np.mean(best.fun ** 2))),
+                         degenerate_reason(e_us, k, alpha, min_alpha, max_alpha))
+
+
+#: A fitted power-law term that moves the predicted error by less than this over the data is flat.
+FLAT_SPAN = 0.005
+
+
+def degenerate_reason(e_us: np.ndarray, k: float, alpha: float, min_alpha: float, max_alpha: float) -> str:
+    """'' for a fit that describes a trend; otherwise why it does not (see SaturationFit.degenerate)."""
+    reasons = []
+    span = k * float(np.ptp(e_us ** alpha))
+    if span < FLAT_SPAN:
+        reasons.append(f"k ~ 0 (the k e_US^alpha term moves the error by {span:.4f} over the data: flat, no trend)")
+    for bound in (min_alpha, max_alpha):  # e_IR = 0 is a claim (no saturation), not a failure
+        if abs(alpha - bound) <= 1e-3 * max(1.0, bound):
+            reasons.append(f"alpha at its bound {bound:g}")
+    return "; ".join(reasons)
 
 
 def hull_points(accuracy_us: Sequence[float], accuracy_ds: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

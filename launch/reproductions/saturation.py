@@ -138,7 +138,8 @@ def report(runs: list[dict], args, records: list[dict], minutes: float) -> None:
                              "hull points": len(result["hull"]),
                              "k": fmt(fit and fit.k, ".2f"), "alpha": fmt(fit and fit.alpha, ".2f"),
                              "e_IR": fmt(fit and fit.e_ir), "saturation 1-e_IR": fmt(fit and fit.saturation),
-                             "fit rmse": fmt(fit and fit.rmse), "held-out MAE (hull fit)": fmt(held and held.hull),
+                             "fit rmse": fmt(fit and fit.rmse),
+                             "fit degenerate": (fit.degenerate or "no") if fit else "no fit", "held-out MAE (hull fit)": fmt(held and held.hull),
                              "held-out MAE (all-points fit)": fmt(held and held.all_points)})
             if shots == most:
                 gaps[source] = result["gap"]

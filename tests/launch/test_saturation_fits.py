@@ -15,6 +15,7 @@ def test_saturation_fit_recovers_its_parameters_from_noiseless_data():
         assert fit.k == pytest.approx(k, abs=1e-6) and fit.alpha == pytest.approx(alpha, abs=1e-6)
         assert fit.e_ir == pytest.approx(e_ir, abs=1e-6) and fit.rmse < 1e-9
         assert fit.saturation == pytest.approx(1 - e_ir, abs=1e-6)
+        assert fit.degenerate == ""
 
 
 def test_flat_data_is_a_plateau_not_a_step_to_zero_error():
@@ -22,6 +23,14 @@ def test_flat_data_is_a_plateau_not_a_step_to_zero_error():
     fit = saturation_fit(e_us, np.full(8, 0.6))
     assert fit.k == pytest.approx(0.0, abs=1e-6) and fit.e_ir == pytest.approx(0.6, abs=1e-6)
     assert fit.saturation == pytest.approx(0.4, abs=1e-6)
+    assert fit.degenerate.startswith("k ~ 0")  # a plateau is not evidence of saturation
+
+
+def test_a_fit_pinned_at_the_exponent_bound_is_degenerate():
+    # Error that rises far more steeply than any exponent inside the bounds allows.
+    e_us = np.linspace(0.2, 0.6, 6)
+    fit = saturation_fit(e_us, 0.2 + 0.5 * (e_us / 0.6) ** 12, max_alpha=3.0)
+    assert "alpha at its bound" in fit.degenerate
 
 
 def test_saturation_fit_predicts_held_out_points_on_noisy_data():
