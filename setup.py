@@ -24,5 +24,11 @@ setup(
         # Only to cross-check models/clip_hf.py against transformers.CLIPModel (the loader itself needs none).
         "hf": ["transformers"],
         "test": ["pytest", "pytest-xdist"],
+        # Only for `python launch/bench.py attention --peers` (our attentions against the public packages),
+        # with the packages they pull in pinned too; all accept the pinned torch as it is.
+        "peers": ["linear-attention-transformer==0.19.1", "sinkhorn-transformer==0.11.4", "linformer==0.2.3",
+                  "performer-pytorch==1.1.4", "reformer-pytorch==1.4.4", "local-attention==1.11.2",
+                  "axial-positional-embedding==0.3.12", "product-key-memory==0.3.0", "colt5-attention==0.11.2",
+                  "hyper-connections==0.4.11", "torch-einops-utils==0.2.0", "einops==0.8.2"],
     },
 )

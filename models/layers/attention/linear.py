@@ -10,21 +10,42 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers.attention.masking import real_mask
-
 
 def kernel_attention(q_features: torch.Tensor, k_features: torch.Tensor, v: torch.Tensor,
                      key_mask: torch.Tensor | None, eps: float) -> torch.Tensor:
-    """Non-causal attention with positive features phi(q), phi(k) (batch, heads, length, m)."""
-    batch, _, length, _ = k_features.shape
-    k_features = k_features * real_mask(key_mask, batch, length, v.device)[:, None, :, None].to(k_features.dtype)
-    context = torch.einsum("bhlm,bhld->bhmd", k_features, v)
-    normaliser = torch.einsum("bhlm,bhm->bhl", q_features, k_features.sum(dim=2))
-    return torch.einsum("bhlm,bhmd->bhld", q_features, context) / (normaliser[..., None] + eps)
+    """Non-causal attention with positive features phi(q), phi(k) (batch, heads, length, m).
+
+    The normaliser rides along as one more column of the (m, d) context: [phi(K)^T V, sum_j phi(k_j)],
+    so one product with phi(Q) gives numerator and normaliser together, and one product's
+    backward carries the normaliser's gradient (no separate (L, m) passes for it).
+    """
+    if key_mask is not None:  # padded keys add nothing to the context or the normaliser
+        k_features = k_features * key_mask[:, None, :, None].bool().to(k_features.dtype)
+    context = torch.cat([k_features.transpose(-1, -2) @ v, k_features.sum(dim=-2).unsqueeze(-1)], dim=-1)
+    numerator, normaliser = (q_features @ context).split([v.shape[-1], 1], dim=-1)  # (b, h, L, d + 1)
+    return numerator * (normaliser + eps).reciprocal()
+
+
+class _EluPlusOne(torch.autograd.Function):
+    """elu(x) + 1 with a backward from the output: the derivative is 1 where x > 0 (there phi > 1)
+    and exp(x) = phi where x <= 0, i.e. min(phi, 1); cheaper than autograd's elu_backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        # A contiguous result: the products that follow would otherwise copy the heads' strided view.
+        phi = x.contiguous() if not x.is_contiguous() else x.clone()
+        F.elu(phi, inplace=True).add_(1.0)
+        ctx.save_for_backward(phi)
+        return phi
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        phi, = ctx.saved_tensors
+        return phi.clamp(max=1.0).mul_(grad)
 
 
 def elu_feature_map(x: torch.Tensor) -> torch.Tensor:
-    return F.elu(x) + 1.0
+    return _EluPlusOne.apply(x)
 
 
 @gin.configurable

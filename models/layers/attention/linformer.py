@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from engine.errors import require
-from models.layers.attention.masking import check_capacity, positions_for, real_mask
+from models.layers.attention.masking import check_capacity, positions_for
 
 
 @gin.configurable
@@ -33,12 +33,20 @@ class LinformerAttention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        batch, _, length, _ = k.shape  # the keys' length: under cross-attention it is not the queries'
+        batch, heads, length, dim = k.shape  # the keys' length: under cross-attention it is not the queries'
         check_capacity(length, self.key_projection.shape[0], "LinformerAttention")
-        keep = real_mask(key_mask, batch, length, k.device)[:, None, :, None].to(k.dtype)
         e = self.key_projection[:length]
         f = e if self.value_projection is None else self.value_projection[:length]
-        keys = torch.einsum("lr,bhld->bhrd", e, k * keep)
-        values = torch.einsum("lr,bhld->bhrd", f, v * keep)
-        weights = ((q * self.scale) @ keys.transpose(-1, -2)).softmax(dim=-1)
-        return self.dropout(weights) @ values
+
+        def project(x: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
+            """(b, h, L, d) -> (b, h, k, d): projection^T x along the length, all heads in one
+            product on the (b, L, h * d) layout the heads were split from (a view, not a copy)."""
+            flat = x.transpose(1, 2).reshape(batch, length, heads * dim)
+            if key_mask is not None:
+                flat = flat * key_mask[:, :, None].bool().to(flat.dtype)
+            rows = torch.bmm(projection.t().expand(batch, -1, -1), flat)
+            return rows.view(batch, -1, heads, dim).transpose(1, 2)
+
+        keys = project(k, e) * self.scale  # the scale on k rows rather than on L query rows
+        weights = (q @ keys.transpose(-1, -2)).softmax(dim=-1)
+        return self.dropout(weights) @ project(v, f)

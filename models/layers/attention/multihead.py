@@ -89,8 +89,11 @@ class MultiHeadAttention(nn.Module):
             y = self.core(q, k, v, key_mask)
         else:
             y = self.core(q, k, v, key_mask, position_bias=position_bias)
+        del q, k, v  # what backward needs the core has saved; the rest may go before the output projection
         batch, _, length, _ = y.shape
-        return self.out(y.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim))
+        merged = y.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)
+        del y  # a copy (heads interleaved) unless it was already laid out so: then it is the same storage
+        return self.out(merged)
 
 
 def cross_attention_error(core: nn.Module) -> str:

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import require
-from models.layers.attention.masking import masked, pad_to_multiple, real_mask
+from models.layers.attention.masking import pad_to_multiple, real_mask
 
 SELF_LOGIT = -1e5  # the paper's value: attend to yourself only when no other key is available
 
@@ -76,18 +76,21 @@ class ReformerAttention(nn.Module):
         sq, sv = sort(q), sort(v)
         spos = order.view(batch, heads, rounds, chunks, c)
         smask = mask[:, None, None, :].expand(-1, heads, rounds, -1).gather(3, order).view(spos.shape)
-        sk = F.normalize(sq, dim=-1)
+        # Keys are the unit queries; they carry the 1/sqrt(d) scale (q . s k = s q . k), so no
+        # scaled copy of the queries is kept for backward.
+        sk = F.normalize(sq, dim=-1) * self.scale
         # Look one chunk back, within the same round only.
         keys = torch.cat([sk, shift_chunks(sk, 3, 0.0)], dim=-2)
         values = torch.cat([sv, shift_chunks(sv, 3, 0.0)], dim=-2)
-        kpos = torch.cat([spos, shift_chunks(spos, 3, -1)], dim=-1)
         kmask = torch.cat([smask, shift_chunks(smask, 3, False)], dim=-1)
 
-        logits = torch.einsum("bhrnqd,bhrnkd->bhrnqk", sq * self.scale, keys)
-        logits = masked(logits, kmask[..., None, :].expand_as(logits))
-        is_self = spos[..., :, None] == kpos[..., None, :]
-        logits = torch.where(is_self & kmask[..., None, :], torch.full_like(logits, SELF_LOGIT), logits)
+        logits = torch.einsum("bhrnqd,bhrnkd->bhrnqk", sq, keys)
+        logits = logits.masked_fill_(~kmask[..., None, :], torch.finfo(logits.dtype).min)
+        # Positions are unique within a round, so a query meets itself only on the diagonal of its
+        # own chunk (the first c keys); there it gets SELF_LOGIT when it is real.
+        logits[..., :c].diagonal(dim1=-2, dim2=-1).masked_fill_(smask, SELF_LOGIT)
         if rounds > 1:
+            kpos = torch.cat([spos, shift_chunks(spos, 3, -1)], dim=-1)
             logits = logits - self.duplicate_counts(undo, spos, kpos).log()
 
         lse = logits.logsumexp(dim=-1)  # (b, h, rounds, chunks, c)

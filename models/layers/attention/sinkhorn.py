@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from engine.errors import ConfigError, require
-from models.layers.attention.masking import (attend_parts, from_blocks, masked, num_blocks, pad_to_multiple,
-                                             positions_for, real_mask, to_blocks)
+from models.layers.attention.masking import (from_blocks, masked, num_blocks, pad_to_multiple, positions_for,
+                                             real_mask, to_blocks)
 
 
 def sinkhorn(log_alpha: torch.Tensor, allowed: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -61,7 +61,9 @@ class SinkhornAttention(nn.Module):
         batch, _, length, _ = q.shape
         b = self.block_size
         mask = pad_to_multiple(real_mask(key_mask, batch, length, q.device), b, dim=1, value=False)
-        qb, kb, vb = (to_blocks(pad_to_multiple(t, b), b) for t in (q * self.scale, k, v))
+        # Each of q, k, v becomes one contiguous blocked copy that the scale and the key mask then
+        # change in place (the products below would otherwise copy the heads' strided views).
+        qb, kb, vb = own_blocks(q, b).mul_(self.scale), own_blocks(k, b), own_blocks(v, b)
         blocks = qb.shape[2]
         if blocks > self.max_blocks:
             raise ConfigError(f"SinkhornAttention: {blocks} blocks of {b} exceed the sort net's {self.max_blocks}; "
@@ -69,15 +71,25 @@ class SinkhornAttention(nn.Module):
         mask_blocks = mask.view(batch, blocks, b)
         block_real = mask_blocks.any(dim=-1)
         # Padded slots are zeroed before blocks are summed or mixed, so whatever the padding holds
-        # never reaches a real token.
-        keep = mask_blocks[:, None, :, :, None].to(kb.dtype)
-        kept_keys, kept_values = kb * keep, vb * keep
-        perm = self.permutation(self.sort_net(kept_keys.sum(dim=-2))[..., :blocks], block_real)
-        sorted_keys = torch.einsum("bhnm,bhmkd->bhnkd", perm, kept_keys)
-        sorted_values = torch.einsum("bhnm,bhmkd->bhnkd", perm, kept_values)
+        # never reaches a real token (pad_to_multiple pads with zeros; masked keys are zeroed here).
+        if key_mask is not None:
+            keep = mask_blocks[:, None, :, :, None].to(kb.dtype)
+            kb.mul_(keep)
+            vb.mul_(keep)
+        perm = self.permutation(self.sort_net(kb.sum(dim=-2))[..., :blocks], block_real)
         # A slot of the sorted block is real where any block mixed into it has a real token there.
         sorted_real = torch.einsum("bhnm,bmk->bhnk", perm, mask_blocks.to(perm.dtype)) > 0
+        # One softmax over the block's own keys and the sorted block's: both key sets side by side.
+        keys = torch.cat([kb, torch.einsum("bhnm,bhmkd->bhnkd", perm, kb)], dim=-2)
+        values = torch.cat([vb, torch.einsum("bhnm,bhmkd->bhnkd", perm, vb)], dim=-2)
+        real = torch.cat([mask_blocks[:, None].expand_as(sorted_real), sorted_real], dim=-1)
+        logits = (qb @ keys.transpose(-1, -2)).masked_fill_(~real[..., None, :], torch.finfo(qb.dtype).min)
+        return from_blocks(self.dropout(logits.softmax(dim=-1)) @ values)[:, :, :length]
 
-        local = masked(torch.einsum("bhnqd,bhnkd->bhnqk", qb, kb), mask_blocks[:, None, :, None, :])
-        chosen = masked(torch.einsum("bhnqd,bhnkd->bhnqk", qb, sorted_keys), sorted_real[..., None, :])
-        return from_blocks(attend_parts([(local, vb), (chosen, sorted_values)], self.dropout))[:, :, :length]
+
+def own_blocks(x: torch.Tensor, block: int) -> torch.Tensor:
+    """(b, h, L, d) -> a new contiguous (b, h, blocks, block, d) tensor, zero-padded: safe to change in place."""
+    padded = pad_to_multiple(x, block)
+    if padded is x:
+        padded = x.clone(memory_format=torch.contiguous_format)
+    return to_blocks(padded, block)
