@@ -50,6 +50,7 @@ def test_report_recovers_a_known_saturation_curve(tmp_path):
                               head_wd="")
     saturation.report([saturation.summarize(r) for r in records], args, records, 0.0)
     table = open(os.path.join(str(tmp_path), "table.md")).read()
-    # Points on a convex-in-error curve are all hull vertices (Spearman 1); the fit returns k, alpha, e_IR.
-    assert "| coarse_shape | near | 25 | 0.784 | 1.00 | 10 | 0.50 | 1.50 | 0.200 | 0.800 | 0.000 | 0.000 | 0.000 |" in table
+    # Points on a convex-in-error curve are all hull vertices (Spearman 1); the fit returns k, alpha, e_IR
+    # and is not degenerate.
+    assert "| coarse_shape | near | 25 | 0.784 | 1.00 | 10 | 0.50 | 1.50 | 0.200 | 0.800 | 0.000 | no | 0.000 | 0.000 |" in table
     assert "| digits | mixer_small | 2 | 2 | " in table  # the last of two layers is the best here
