@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import resource
 import time
 from typing import Any, Sequence
 
 import torch
 
-from engine import activation_checkpointing, checkpoint, distributed, throughput
+from engine import activation_checkpointing, checkpoint, distributed, memory, throughput
 from engine.callbacks import Callback
 from engine.data import Prefetched, Shard, micro_batches, to_device
 from engine.errors import ConfigError, require_int, require_number
@@ -91,7 +90,7 @@ class Settings:
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return memory.peak_resident_mb()
 
 
 class Trainer:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 import torch
 import torch.distributed as dist
 
-from engine import distributed
+from engine import distributed, memory
 from engine.errors import ConfigError, RefusedFile
 from engine.metrics import Ratio
 
@@ -49,9 +49,12 @@ class Strategy(abc.ABC):
 
     # --- processes ------------------------------------------------------------------------
     def setup(self) -> None:
-        """Start the process group (if launched by torchrun) and pick this rank's device."""
+        """Start the process group (if launched by torchrun) and pick this rank's device. A rank of a
+        multi-process strategy on the CPU gives freed tensor memory back to the OS (engine/memory.py)."""
         distributed.init_process_group()
         self.device = distributed.default_device()
+        if self.needs_torchrun and self.device.type == "cpu":
+            memory.release_freed_memory()
 
     def check_launch(self) -> None:
         """Before training (not before a dry run, which builds on one process): a strategy that

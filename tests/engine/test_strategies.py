@@ -60,6 +60,36 @@ def test_two_ranks_with_accumulation_match_one_rank_with_the_whole_batch(shared_
         assert math.isclose(two[step], one[step], rel_tol=2e-5, abs_tol=1e-6), (step, two[step], one[step])
 
 
+# Buckets of 1,024 elements split the tiny model into many ZeRO groups (stages 1-2) and sub-groups
+# (stage 3), each stepped on its own with its fp32 master weights shared with the weights.
+SMALL_BUCKETS = ["DeepSpeed.bucket_size = 1024"]
+
+
+def small_bucket_run(shared_dir: str, strategy: str) -> str:
+    return torchrun.cached(shared_dir, f"small-buckets-{strategy}",
+                           lambda path: torchrun.run(path, strategy, bindings=BINDINGS + SMALL_BUCKETS))
+
+
+@pytest.mark.parametrize("strategy", ["deepspeed_zero2", "deepspeed_zero3"])
+def test_zero_with_many_small_groups_still_matches_one_rank(shared_dir, strategy):
+    two = losses(small_bucket_run(shared_dir, strategy))
+    one = losses(one_rank_run(shared_dir))
+    assert two.keys() == one.keys() == set(range(1, STEPS + 1))
+    for step in one:
+        assert math.isclose(two[step], one[step], rel_tol=2e-5, abs_tol=1e-6), (step, two[step], one[step])
+
+
+def test_zero_with_many_small_groups_resumes_exactly_after_kill(tmp_path, shared_dir):
+    expected = losses(small_bucket_run(shared_dir, "deepspeed_zero2"))
+    workdir = str(tmp_path / "run")
+    proc = torchrun.start(workdir, "deepspeed_zero2", bindings=BINDINGS + SMALL_BUCKETS)
+    torchrun.wait_until(lambda: checkpoint.latest(workdir) is not None, proc)
+    torchrun.kill_session(proc)
+    assert checkpoint.read_meta(checkpoint.latest(workdir))["step"] < STEPS
+    torchrun.run(workdir, "deepspeed_zero2", bindings=BINDINGS + SMALL_BUCKETS, log_name="restart.log")
+    assert losses(workdir) == expected
+
+
 def memory_record(workdir: str) -> dict:
     return next(r for r in read_metrics(workdir) if r["split"] == "memory")
 
@@ -72,6 +102,8 @@ def memory_record(workdir: str) -> dict:
     ("fairscale", ("optimizer",)),
 ])
 def test_each_rank_holds_about_half_of_what_is_sharded(shared_dir, strategy, sharded):
+    """Optimizer bytes include ZeRO's fp32 master weights wherever they are a copy of their own: in
+    fp32 they are shared with the weights, so a ZeRO rank holds half of DDP's optimizer bytes."""
     record = memory_record(reference_run(shared_dir, strategy))
     whole = memory_record(reference_run(shared_dir, "ddp"))  # replicated: every rank holds all
     for kind in ("parameter", "optimizer"):
@@ -83,9 +115,11 @@ def test_each_rank_holds_about_half_of_what_is_sharded(shared_dir, strategy, sha
                 assert share > 0.95, (kind, rank, share)
 
 
-@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed_zero3"])
-def test_export_of_a_sharded_checkpoint_starts_single_with_the_same_eval_loss(tmp_path, shared_dir, strategy):
-    source = reference_run(shared_dir, strategy)
+@pytest.mark.parametrize("strategy, small_buckets", [("fsdp", False), ("deepspeed_zero3", False),
+                                                     ("deepspeed_zero2", True), ("deepspeed_zero3", True)])
+def test_export_of_a_sharded_checkpoint_starts_single_with_the_same_eval_loss(tmp_path, shared_dir, strategy,
+                                                                              small_buckets):
+    source = small_bucket_run(shared_dir, strategy) if small_buckets else reference_run(shared_dir, strategy)
     final_eval = [r for r in read_metrics(source) if r["split"] == "eval"][-1]["loss"]
     out = str(tmp_path / "model.safetensors")
     assert export_main([source, "--out", out]) == 0
