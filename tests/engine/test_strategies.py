@@ -51,13 +51,18 @@ def test_kill_after_checkpoint_then_restart_matches_uninterrupted_run(tmp_path, 
     assert losses(workdir) == expected
 
 
+def assert_same_losses(two: dict[int, float], one: dict[int, float]) -> None:
+    """Every step's loss of the 2-rank run equals the one-rank run's to float-reduction tolerance."""
+    assert two.keys() == one.keys() == set(range(1, STEPS + 1))
+    for step in one:
+        assert math.isclose(two[step], one[step], rel_tol=2e-5, abs_tol=1e-6), (step, two[step], one[step])
+
+
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3", "fairscale"])
 def test_two_ranks_with_accumulation_match_one_rank_with_the_whole_batch(shared_dir, strategy):
     two = losses(reference_run(shared_dir, strategy))
     one = losses(one_rank_run(shared_dir))
-    assert two.keys() == one.keys() == set(range(1, STEPS + 1))
-    for step in one:
-        assert math.isclose(two[step], one[step], rel_tol=2e-5, abs_tol=1e-6), (step, two[step], one[step])
+    assert_same_losses(two, one)
 
 
 # Buckets of 1,024 elements split the tiny model into many ZeRO groups (stages 1-2) and sub-groups
@@ -74,9 +79,7 @@ def small_bucket_run(shared_dir: str, strategy: str) -> str:
 def test_zero_with_many_small_groups_still_matches_one_rank(shared_dir, strategy):
     two = losses(small_bucket_run(shared_dir, strategy))
     one = losses(one_rank_run(shared_dir))
-    assert two.keys() == one.keys() == set(range(1, STEPS + 1))
-    for step in one:
-        assert math.isclose(two[step], one[step], rel_tol=2e-5, abs_tol=1e-6), (step, two[step], one[step])
+    assert_same_losses(two, one)
 
 
 def test_zero_with_many_small_groups_resumes_exactly_after_kill(tmp_path, shared_dir):
