@@ -28,7 +28,7 @@ import sys
 
 THRESHOLD_ENV = "GINTRAIN_MMAP_THRESHOLD"
 DEFAULT_THRESHOLD = 1 << 20  # 1 MiB: FSDP2 at 100M parameters peaks alike at 256 KiB, 600 MB higher at 8 MiB
-_M_MMAP_THRESHOLD = -3  # <malloc.h>
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
 _applied: int | None = None
 
 
@@ -40,6 +40,22 @@ def _libc():
     except OSError:
         return None
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version") else None
+
+
+def set_malloc(mmap_threshold: int, trim_threshold: int | None = None) -> bool:
+    """Set glibc's mmap threshold (and trim threshold) for this process: the one home for mallopt.
+    False where this is not glibc or glibc refused."""
+    libc = _libc()
+    if libc is None or not libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(mmap_threshold)):
+        return False
+    return trim_threshold is None or bool(libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(trim_threshold)))
+
+
+def trim() -> None:
+    """Give the heap's free memory back to the OS now (glibc's malloc_trim), where it is glibc."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def mmap_threshold() -> int:
@@ -68,8 +84,7 @@ def release_freed_memory() -> int | None:
         return None
     if _applied == threshold:
         return threshold
-    libc = _libc()
-    if libc is None or not libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(threshold)):
+    if not set_malloc(threshold):
         return None
     _applied = threshold
     return threshold

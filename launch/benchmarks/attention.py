@@ -69,7 +69,6 @@ A package that is not installed (or fails to import) is skipped with a message.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import importlib
 import importlib.metadata
@@ -84,6 +83,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine import memory
 from engine.config import GIN_DIR
 from launch.benchmarks._record import BENCH_DIR, Record, load_average
 from launch.benchmarks._record import table as record_table
@@ -100,7 +100,6 @@ NAMES = {"naive": "Transformer (naive)", "sdpa": "Transformer (SDPA)", "local": 
          "linformer": "Linformer", "reformer": "Reformer", "sinkhorn": "Sinkhorn", "synthesizer": "Synthesizer",
          "bigbird": "BigBird", "linear": "Linear Trans.", "performer": "Performer (FAVOR+)",
          "sparse": "Sparse Trans.", "longformer": "Longformer", "performer_relu": "Performer (ReLU)"}
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 # Defaults that differ between the two modes (None on the command line = the mode's own).
 TABLE_DEFAULTS = dict(lengths="1024,2048,3072,4096", variants=",".join(VARIANTS), batch=1, steps=5, threads=1)
 PEER_DEFAULTS = dict(lengths="1024,4096", batch=2, steps=15, threads=2)
@@ -124,9 +123,7 @@ def allocator(measuring: bool) -> None:
     step would fault its tensors' pages in afresh, which took well over half of a linear-attention
     pass. A heap grown while timing serves later blocks from its free lists, so measure memory first.
     """
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt(M_MMAP_THRESHOLD, 128 * 1024 if measuring else 32 * 1024 * 1024)
-    libc.mallopt(M_TRIM_THRESHOLD, 128 * 1024 if measuring else 1024 * 1024 * 1024)
+    memory.set_malloc(128 * 1024 if measuring else 32 * 1024 * 1024, 128 * 1024 if measuring else 1024 * 1024 * 1024)
 
 
 class PeakMemory:
@@ -134,7 +131,7 @@ class PeakMemory:
 
     def __enter__(self) -> "PeakMemory":
         gc.collect()
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        memory.trim()
         self.start = kib("VmRSS")
         with open("/proc/self/clear_refs", "w") as refs:
             refs.write("5")  # reset VmHWM to the current resident size
