@@ -17,8 +17,8 @@ SETTINGS = Settings(steps=1, batch_size=8, micro_batch_size=2)
 
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_buckets_are_sized_from_the_model_not_deepspeeds_defaults(stage):
-    zero = DeepSpeed(stage=stage).build_config(SETTINGS, parameters=16 * 10_240_000)["zero_optimization"]
-    bucket = 10_240_000  # 1/16 of the parameters (a multiple of 1024)
+    zero = DeepSpeed(stage=stage).build_config(SETTINGS, parameters=64 * 10_240_000)["zero_optimization"]
+    bucket = 10_240_000 * (1 if stage == 3 else 4)  # 1/64 of the parameters at stage 3, 1/16 below
     assert zero["reduce_bucket_size"] == zero["allgather_bucket_size"] == bucket
     if stage == 3:
         assert zero["stage3_prefetch_bucket_size"] == zero["stage3_max_reuse_distance"] == bucket
