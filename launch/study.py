@@ -151,9 +151,15 @@ class Study:
     # The metric that selects on `select_split` when it is not `metric` (e.g. the report metric needs
     # labels the selection must not read: base-to-new selects on base-class accuracy alone).
     select_metric: str | None = None
-    # Bindings formatted with each run's seed, after `train.seed = {seed}` (e.g. a task's own data
-    # seed), so that the seed varies them too and arms stay paired.
+    # Bindings formatted with each run's seed (and `{arm}`, its arm's name), after `train.seed = {seed}`
+    # (e.g. a task's own data seed, or the pre-trained run this arm and seed start from), so that the
+    # seed varies them too and arms stay paired.
     seed_bindings: tuple[str, ...] = ()
+    # A generative study scores `draws` independent sample sets per run: `extract` puts each metric's
+    # mean over them in `metrics` and every draw's value in extra["draws"] ({"split/name": [...]}).
+    # Arm summaries and claims then run over (seed, draw) units, so seeds x draws >= MIN_SEEDS can
+    # judge a claim; the units of one seed share its trained model, which the study's notes must say.
+    draws: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -203,9 +209,10 @@ class Study:
         for key, budget in self.budgets.items():
             if key != budget.name:
                 raise StudyError(f"study {self.name!r} files budget {budget.name!r} under {key!r}")
-            if budget.name != SMOKE and self.claims and len(budget.seeds) < statistics.MIN_SEEDS:
-                raise StudyError(f"study {self.name!r}, budget {budget.name!r}: {len(budget.seeds)} seeds cannot "
-                                 f"judge a claim; use >= {statistics.MIN_SEEDS}")
+            units = len(budget.seeds) * self.draws
+            if budget.name != SMOKE and self.claims and units < statistics.MIN_SEEDS:
+                raise StudyError(f"study {self.name!r}, budget {budget.name!r}: {len(budget.seeds)} seeds x "
+                                 f"{self.draws} draw(s) cannot judge a claim; use >= {statistics.MIN_SEEDS} units")
             if len(set(budget.seeds)) != len(budget.seeds) or not budget.seeds:
                 raise StudyError(f"budget {budget.name!r} needs distinct seeds, got {budget.seeds}")
             for arm in self.arms:
@@ -213,6 +220,13 @@ class Study:
                 if missing:
                     raise StudyError(f"arm {arm.name!r} is tuned over {missing}, which budget {budget.name!r} "
                                      "gives no values")
+
+    def unit_values(self, runs: Iterable[Mapping[str, Any]], key: str) -> dict[Any, float]:
+        """{unit: value of metric `key`} over runs (records or result rows): a unit is a seed, or a
+        (seed, draw) pair when the study scores several draws per run."""
+        if self.draws == 1:
+            return {r["seed"]: r["metrics"][key] for r in runs}
+        return {(r["seed"], d): v for r in runs for d, v in enumerate(r["extra"]["draws"][key])}
 
     def candidates(self, arm: Arm, budget: Budget) -> list[dict[str, str]]:
         """Every point of the arm's sweep at this budget ({axis: value as gin text}); [{}] untuned."""
@@ -239,7 +253,7 @@ def _configuration(study: Study, budget: Budget, arm: Arm, candidate: Mapping[st
     """The gin files and bindings of one run, in the order that makes later ones win."""
     bindings = [*study.bindings, *arm.bindings, *budget.bindings,
                 *(f"{axis} = {value}" for axis, value in candidate.items()), f"train.seed = {seed}",
-                *(binding.format(seed=seed) for binding in study.seed_bindings)]
+                *(binding.format(seed=seed, arm=arm.name) for binding in study.seed_bindings)]
     return [*arm.gin, *study.files], bindings
 
 
@@ -567,7 +581,7 @@ class Plan:
         arms = []
         for arm in study.arms:
             records = rows[arm.name]
-            reported = [r["metrics"][study.report_key] for r in records]
+            reported = list(study.unit_values(records, study.report_key).values())
             arms.append({
                 "name": arm.name, "label": arm.label, "gin": list(arm.gin), "bindings": list(arm.bindings),
                 "tuned": list(arm.tune), "selected": self.selected[arm.name],
@@ -576,7 +590,7 @@ class Plan:
                 "summary": statistics.summarize(reported).as_dict(),
                 "select_summary": statistics.summarize([r["metrics"][study.select_key] for r in records]).as_dict(),
                 "columns": {label: {"scale": scale, **statistics.summarize(
-                    [r["metrics"][f"{study.report_split}/{metric}"] for r in records]).as_dict()}
+                    list(study.unit_values(records, f"{study.report_split}/{metric}").values())).as_dict()}
                     for label, metric, scale in study.columns  # an arm without the metric leaves it empty
                     if all(f"{study.report_split}/{metric}" in r["metrics"] for r in records)},
                 "runs": [{"seed": r["seed"], "report": r["metrics"][study.report_key],
@@ -589,8 +603,8 @@ class Plan:
         for claim in study.claims:
             key = f"{study.report_split}/{claim.metric}" if claim.metric else study.report_key
             direction = claim.direction or study.direction
-            better = {r["seed"]: r["metrics"][key] for r in by_name[claim.better]["runs"]}
-            worse = {r["seed"]: r["metrics"][key] for r in by_name[claim.worse]["runs"]}
+            better = study.unit_values(by_name[claim.better]["runs"], key)
+            worse = study.unit_values(by_name[claim.worse]["runs"], key)
             comparison = statistics.paired(better, worse, direction)
             entry = {"name": claim.name, "text": claim.text, "better": claim.better, "worse": claim.worse,
                      "metric": claim.metric or study.metric, "direction": direction,
@@ -609,7 +623,7 @@ class Plan:
             "metric": study.metric, "select_metric": study.select_metric or study.metric,
             "direction": study.direction, "select_split": study.select_split,
             "report_split": study.report_split, "proportion": study.proportion, "scale": study.scale,
-            "unit": study.unit, "files": list(study.files), "bindings": list(study.bindings),
+            "unit": study.unit, "draws": study.draws, "files": list(study.files), "bindings": list(study.bindings),
             "machine": machines.pop(), "provenance": {**summary_provenance(every),
                                                       "tuning_runs": len(tuning),
                                                       "tuning_wall_s": round(sum(r["provenance"]["wall_s"]

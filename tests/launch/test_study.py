@@ -61,6 +61,18 @@ def test_declaration_rules():
               select_split="target", report_split="target")
 
 
+def test_a_generative_study_pairs_seed_and_draw_units():
+    # 2 seeds x 3 draws = 6 units: enough to judge a claim where 2 seeds alone are not.
+    cpu = {"cpu": Budget("cpu", seeds=(0, 1), bindings=TINY, sweep=SWEEP)}
+    with pytest.raises(StudyError, match="2 seeds x 1 draw"):
+        toy(budgets=cpu)
+    study = dataclasses.replace(toy(), budgets=cpu, draws=3)
+    runs = [{"seed": s, "metrics": {"t/m": 9.0}, "extra": {"draws": {"t/m": [s + 0.1 * d for d in range(3)]}}}
+            for s in (0, 1)]
+    assert study.unit_values(runs, "t/m") == {(s, d): s + 0.1 * d for s in (0, 1) for d in range(3)}
+    assert toy().unit_values(runs, "t/m") == {0: 9.0, 1: 9.0}  # one draw: the run's own metric per seed
+
+
 @pytest.mark.slow
 def test_selection_on_validation_then_the_test_split_once(tmp_path):
     root, out = str(tmp_path / "runs"), str(tmp_path / "results")
