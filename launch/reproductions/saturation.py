@@ -1,217 +1,179 @@
-"""Exploring the Limits of Large Scale Pre-training (Abnar et al. 2022) at CPU scale: ViT,
-MLP-Mixer and ResNet of two sizes trained on 384 procedural shape classes with varied data
-fraction, epochs and head weight decay; few-shot probes of every layer on five downstream tasks
-near and far from upstream; per task the upper hull, the fit e_DS = k e_US^alpha + e_IR on it,
-its held-out error, and the accuracy-vs-layer curves.
+"""Exploring the Limits of Large Scale Pre-training (Abnar et al. 2022) under the study protocol
+(docs/studies.md): the arms are upstream configurations (model x size x data fraction x steps x
+head weight decay) trained over paired seeds on 384 procedural classes; each run probes every layer
+few-shot on five downstream tasks, near and far from upstream.
 
-    python launch/reproduce.py saturation [--steps 300,1000] [--fractions 0.1,1.0] [--head-wd 3.0]
+    python launch/reproduce.py saturation --budget cpu --jobs 1 --threads 1   # the committed results
+    python launch/reproduce.py saturation --budget smoke                      # seconds: the pipeline
+    python launch/reproduce.py saturation --budget gpu --jobs 16              # one GPU machine
 
-Writes results/saturation/{table.md, <task>_saturation.png, <task>_layers.png}. Resumable.
+The protocol judges the paired claims (longer training beats shorter upstream and on each task;
+the raised head weight decay on each task and on layer 1 minus the last layer). The saturation
+analysis (`analysis` in results/saturation/<budget>.json; launch/reproductions/_saturation_analysis.py)
+fits Eq. 1 on each seed's upper hull and says when a fit is degenerate, tests for diminishing
+returns along the steps chain over seeds, and compares layer 1 with the last layer; it draws
+results/saturation/<budget>_saturation.png and <budget>_layers.png. Nothing is tuned.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import time
+import shlex
+from typing import Any
 
-import numpy as np
+from launch import study as protocol
+from launch.study import Arm, Budget, Claim, Study
 
-from engine.config import REPO_ROOT
-from launch.experiment import markdown_table
-from launch.reproductions import _saturation_plots as plots
-from launch.reproductions._saturation_fits import holdout_error, saturation_fit, upper_convex_hull
-from launch.reproductions._scaling import fmt, load_note, training_minutes, write
-from launch.sweep import Interrupted, sweep
-
-MODELS = ("vit_tiny", "vit_small", "mixer_tiny", "mixer_small", "resnet_tiny", "resnet_small")
-# source -> (how far from upstream, number of classes)
-SOURCES = {"coarse_shape": ("near", 6), "texture_frequency": ("far", 2), "object_count": ("far", 4),
-           "noise_level": ("far", 4), "digits": ("far, other domain", 10)}
-DEFAULT_HEAD_WD = 0.01   # HEAD_WD in gin/saturation/upstream.gin (the body's AdamW weight decay)
-NUM_EXAMPLES = 20000     # ShapesUpstream.num_examples in gin/saturation/upstream.gin
-BATCH_SIZE = 64
+# source -> (distance from upstream, classes); the order of every table.
+TASKS = {"coarse_shape": ("near", 6), "texture_frequency": ("far", 2), "object_count": ("far", 4),
+         "noise_level": ("far", 4), "digits": ("far, other domain", 10)}
+SHOTS = 25  # the paper's main text reports 25-shot accuracy; the claims and analysis read it
+BASE = "gin/saturation/upstream.gin"
+MAIN = "mixer_small"  # the chain's model: the best upstream accuracy per core-second in the old sweep
+#: The chain of upstream steps (budget macros); 'long' is every other arm's length unless declared.
+SHORT, MID, LONG = "%STEPS_SHORT", "%STEPS_MID", "%STEPS_LONG"
 
 
-def numbers(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
+def model(name: str) -> str:
+    return f"gin/saturation/model/{name}.gin"
 
 
-def bindings() -> list[str]:
-    # Evaluate (and checkpoint) only at the last step: eval_every > steps still evaluates there.
-    return ["train.eval_every = 1000000", "train.checkpoint_every = 1000000", "train.log_every = 100",
-            f"train.batch_size = {BATCH_SIZE}"]
+def arm(name: str, label: str, net: str, steps: str = LONG, *, head_wd: bool = False, fraction: float = 1.0,
+        declared: dict[str, str] | None = None) -> Arm:
+    files = ("gin/saturation/head_wd.gin",) if head_wd else (BASE,)  # head_wd.gin includes the base
+    bindings = (f"train.steps = {steps}",) + ((f"ShapesUpstream.data_fraction = {fraction}",) if fraction != 1 else ())
+    return Arm(name, label, (*files, model(net)), bindings, declared=declared or {})
+
+
+CHAIN = "the steps chain: upstream accuracy varied by training length, the paper's compute axis"
+ARMS = (
+    arm(f"{MAIN}_short", f"{MAIN}, short", MAIN, SHORT, declared={"steps": CHAIN}),
+    arm(f"{MAIN}_mid", f"{MAIN}, mid", MAIN, MID, declared={"steps": CHAIN}),
+    arm(MAIN, f"{MAIN}, long", MAIN),
+    arm(f"{MAIN}_head_wd", f"{MAIN}, long, head wd 3", MAIN, head_wd=True),
+    arm(f"{MAIN}_data10", f"{MAIN}, mid, 10% data", MAIN, MID, fraction=0.1,
+        declared={"steps": "mid length (22 epochs of the 10% subset at the cpu budget)",
+                  "upstream images": "the paper's data-size axis: a nested 10% subset"}),
+    arm("mixer_tiny", "mixer_tiny, long", "mixer_tiny"),
+    arm("resnet_small", "resnet_small, long", "resnet_small"),
+    arm("vit_small", "vit_small, mid", "vit_small", MID,
+        declared={"steps": "mid length: ViT-small costs 1.4x Mixer-small per step on the CPU"}),
+)
+LONG_ARMS = {"mixer_small": MAIN, "mixer_tiny": "mixer_tiny", "resnet_small": "resnet_small", "vit_small": "vit_small"}
+
+
+def claims() -> tuple[Claim, ...]:
+    def fewshot(task: str, suffix: str = "") -> str:
+        return f"fewshot/{task}/{SHOTS}shot{suffix}"
+    out = [Claim("upstream_improves", f"{MAIN} long beats mid on upstream accuracy", MAIN, f"{MAIN}_mid"),
+           Claim("head_wd_costs_upstream", f"{MAIN}: head wd 0.01 beats head wd 3 on upstream accuracy", MAIN,
+                 f"{MAIN}_head_wd")]
+    out += [Claim(f"downstream_follows_{t}", f"{MAIN} long beats mid on {t} ({SHOTS}-shot)", MAIN, f"{MAIN}_mid",
+                  metric=fewshot(t)) for t in TASKS]
+    out += [Claim(f"head_wd_helps_{t}", f"{MAIN}: head wd 3 beats 0.01 on {t} ({SHOTS}-shot)", f"{MAIN}_head_wd",
+                  MAIN, metric=fewshot(t)) for t in TASKS]
+    out += [Claim(f"head_wd_lowers_best_layer_{t}", f"{MAIN}: head wd 3 raises layer 1 minus last layer on {t}",
+                  f"{MAIN}_head_wd", MAIN, metric=fewshot(t, "/first_minus_last")) for t in TASKS]
+    return tuple(out)
+
+
+COMMON = ("train.eval_splits = ['eval', 'validation']", "train.log_every = 100",
+          # Evaluate only at the last step (eval_every > steps still evaluates there).
+          "train.eval_every = 1000000", "train.checkpoint_every = 500", "ShapesUpstream.validation_examples = 1000")
+SMOKE = ("IMAGE_SIZE = 8", "ShapesUpstream.num_examples = 256", "ShapesUpstream.eval_examples = 32",
+         "ShapesUpstream.validation_examples = 32", "train.batch_size = 16", "WarmupCosine.warmup_steps = 1",
+         "MLPMixer.d_model = 16", "ViT.d_model = 16", "ResNetV2.width = 4", "FewShotEvaluator.shots = [25]",
+         "FewShotEvaluator.seeds = 1",
+         *(f"{source}.{part} = {n}" for source in ("CoarseShapes", "TextureFrequency", "ObjectCount", "NoiseLevel",
+                                                   "DigitsFewShot")
+           for part, n in (("pool_per_class", 25), ("test_per_class", 4))))
+
+
+def steps(short: int, mid: int, long: int) -> tuple[str, ...]:
+    return (f"STEPS_SHORT = {short}", f"STEPS_MID = {mid}", f"STEPS_LONG = {long}")
+
+
+BUDGETS = {
+    "smoke": Budget("smoke", seeds=(0, 1, 2), bindings=steps(2, 3, 4) + SMOKE, note="tiny shapes: tests the pipeline"),
+    # Measured at 1 thread: a Mixer-small step of batch 64 costs ~0.034 core-s, a ResNet-small one ~0.023,
+    # a ViT-small one ~0.048; the 40 runs of this budget took 23 CPU-min. 2,000 steps are 6.4 epochs of
+    # the 20,000 images and take Mixer-small to ~0.89 upstream accuracy (1,000 steps gave 0.655 in the old sweep).
+    "cpu": Budget("cpu", seeds=(0, 1, 2, 3, 4), bindings=steps(250, 700, 2000),
+                  note="250 / 700 / 2,000 steps of batch 64, one thread per run, a shared 2-core CPU"),
+    "gpu": Budget("gpu", seeds=tuple(range(10)), bindings=steps(750, 2100, 6000),
+                  note="3x the steps and 10 seeds, for one GPU machine with --jobs 16"),
+}
+
+
+def measure() -> dict[str, Any]:
+    """Steps and batch, the upstream images a run learns from, the report split's size (it sizes the
+    binomial SE of upstream accuracy) and the few-shot protocol every run is probed with."""
+    import gin
+    fraction = gin.query_parameter("ShapesUpstream.data_fraction")
+    images = max(1, int(round(fraction * gin.query_parameter("ShapesUpstream.num_examples"))))
+    return {**protocol.default_measure(), "upstream images": images,
+            protocol.REPORT_EXAMPLES: gin.query_parameter("ShapesUpstream.eval_examples"),
+            "validation examples": gin.query_parameter("ShapesUpstream.validation_examples"),
+            "few-shot": f"shots {list(gin.query_parameter('FewShotEvaluator.shots'))}, "
+                        f"{gin.query_parameter('FewShotEvaluator.seeds')} draws, every layer"}
+
+
+def extract(result: Any) -> dict[str, Any]:
+    """The final metrics, plus `fewshot/<task>/<k>shot/first_minus_last` (layer 1 minus the last
+    layer, where a far task's best layer moves), and the model's size and epochs."""
+    from engine import config
+    out = protocol.final_metrics(result)
+    metrics = out["metrics"]
+    for key in [k for k in metrics if k.endswith("/layer_1")]:
+        last = metrics.get(key[:-len("/layer_1")])
+        if last is not None:
+            metrics[key[:-len("layer_1")] + "first_minus_last"] = metrics[key] - last
+    task = config.built("train.task")
+    out["extra"] = {"parameters": sum(p.numel() for p in result.model.parameters()),
+                    "layers": len(result.model.stages), "epochs": task.epochs(result.steps, _batch_size())}
+    return out
+
+
+def _batch_size() -> int:
+    import gin
+    return int(gin.query_parameter("train.batch_size"))
+
+
+def study() -> Study:
+    columns = tuple((f"{task} (%)", f"fewshot/{task}/{SHOTS}shot", 100) for task in TASKS)
+    return Study(
+        name="saturation", title=f"Upstream vs downstream accuracy: {SHOTS}-shot transfer of upstream configurations",
+        arms=ARMS, budgets=BUDGETS, claims=claims(), metric="accuracy", select_split="validation",
+        report_split="eval", bindings=COMMON, measure=measure, extract=extract, proportion=True, scale=100,
+        unit="%", columns=columns,
+        notes=("Upstream: 384 procedural classes (6 shapes x 8 colours x 4 textures x 2 position bins), 16x16 "
+               "images, chance 0.26%; `eval` holds 2,000 held-out images, `validation` 1,000 others (nothing is "
+               "tuned: every arm runs upstream.gin's AdamW 2e-3, so the validation column only shows that it agrees). "
+               f"Downstream columns: {SHOTS}-shot closed-form least-squares probe on the frozen pre-logits, mean of 3 "
+               "draws of the shots, test sets of 100 images per class (digits: 46-62); chance 16.7 / 50 / 25 / 25 / "
+               "10%. Seeds pair the initialisation and data order; the shot draws are the same for every run.",
+               "`first_minus_last`: accuracy probed at layer 1 minus at the last layer (pre-logits), per seed."))
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS), help="model files of gin/saturation/model/")
-    parser.add_argument("--fractions", default="0.1,1.0", help="upstream data fractions")
-    parser.add_argument("--steps", default="300,1000", help="training steps (epochs follow from the fraction)")
-    parser.add_argument("--head-wd", default="3.0",
-                        help="raised head weight decays, each run once per model at the largest fraction and steps")
-    parser.add_argument("--extra", action="append", default=[], help="binding for every run (tests use it)")
-    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "runs", "reproductions", "saturation"))
-    parser.add_argument("--results", default=os.path.join(REPO_ROOT, "results", "saturation"))
+    protocol.add_arguments(parser)
     args = parser.parse_args(argv)
-    models, fractions, steps = numbers(args.models), numbers(args.fractions), numbers(args.steps)
-    largest = [max(fractions, key=float)], [max(steps, key=int)]
-    grids = [[("MODEL", models), ("ShapesUpstream.data_fraction", fractions), ("train.steps", steps),
-              ("HEAD_WD", [str(DEFAULT_HEAD_WD)])]]
-    if numbers(args.head_wd):
-        grids.append([("MODEL", models), ("ShapesUpstream.data_fraction", largest[0]), ("train.steps", largest[1]),
-                      ("HEAD_WD", numbers(args.head_wd))])
-    start, records = time.time(), []
-    for axes in grids:
-        try:
-            records += sweep(["gin/saturation/upstream.gin"], axes, bindings() + args.extra, args.out)
-        except Interrupted:
-            return 1
-    report([summarize(r) for r in records], args, records, (time.time() - start) / 60)
-    return 0
-
-
-def summarize(record: dict) -> dict:
-    """A run's axes, upstream accuracy and few-shot accuracies {source: {shots: {layer: acc}}}."""
-    axes, upstream = record["axes"], record["upstream"]
-    family, size = axes["MODEL"].split("_", 1)
-    fraction, steps = float(axes["ShapesUpstream.data_fraction"]), int(axes["train.steps"])
-    ds: dict[str, dict[int, dict[str, float]]] = {}
-    for key, value in upstream.items():
-        parts = key.split("/")
-        if parts[0] != "fewshot" or len(parts) < 3 or not parts[2].endswith("shot"):
-            continue
-        layer = parts[3] if len(parts) > 3 else "pre_logits"
-        ds.setdefault(parts[1], {}).setdefault(int(parts[2][:-4]), {})[layer] = value
-    return {"name": record["name"], "model": axes["MODEL"], "family": family, "size": size, "fraction": fraction,
-            "steps": steps, "epochs": steps * record["batch_size"] / (fraction * NUM_EXAMPLES),
-            "head_wd": float(axes["HEAD_WD"]), "params": record["parameters"], "us": upstream["accuracy"], "ds": ds}
-
-
-def fit_task(runs: list[dict], source: str, shots: int) -> dict:
-    """Hull, Eq. 1 fit on it, and held-out error, for one downstream task and shot count."""
-    us = np.array([r["us"] for r in runs])
-    ds = np.array([r["ds"][source][shots]["pre_logits"] for r in runs])
-    hull = upper_convex_hull(us, ds)
-    from scipy.stats import spearmanr
-    out: dict = {"ds": ds, "hull": hull, "fit": None, "holdout": None,
-                 "gap": np.interp(us, us[hull], ds[hull]) - ds,  # how far each run is below the frontier
-                 "spearman": float(spearmanr(us, ds).statistic) if np.ptp(us) > 0 and np.ptp(ds) > 0 else float("nan")}
-    if len(hull) >= 3:
-        out["fit"] = saturation_fit(1 - us[hull], 1 - ds[hull])
-    try:
-        out["holdout"] = holdout_error(us, ds, held_out_fraction=0.25)
-    except ValueError:  # too few hull points left after holding out the best models
-        pass
-    return out
-
-
-def best_layers(runs: list[dict], source: str, shots: int) -> dict[str, list[tuple[float, float]]]:
-    """Per model (default head weight decay), its best-upstream run's accuracy against relative depth."""
-    curves = {}
-    for model in sorted({r["model"] for r in runs}):
-        candidates = [r for r in runs if r["model"] == model and r["head_wd"] == DEFAULT_HEAD_WD]
-        if not candidates:
-            continue
-        best = max(candidates, key=lambda r: r["us"])
-        layers = sorted((k for k in best["ds"][source][shots] if k.startswith("layer_")), key=lambda k: int(k[6:]))
-        curves[model] = [(int(k[6:]) / len(layers), best["ds"][source][shots][k]) for k in layers]
-    return curves
-
-
-def report(runs: list[dict], args, records: list[dict], minutes: float) -> None:
-    os.makedirs(args.results, exist_ok=True)
-    sources = [s for s in runs[0]["ds"]]
-    all_shots = sorted(runs[0]["ds"][sources[0]])
-    most = all_shots[-1]  # the paper's main text reports 25-shot accuracy
-    runs_table = [{"model": r["model"], "params": f"{r['params'] / 1e3:.0f}K", "data fraction": f"{r['fraction']:g}",
-                   "steps": r["steps"], "epochs": f"{r['epochs']:.1f}", "head wd": f"{r['head_wd']:g}",
-                   "upstream acc": fmt(r["us"]),
-                   **{s: fmt(r["ds"][s][most]["pre_logits"]) for s in sources}} for r in sorted(runs, key=lambda r: r["us"])]
-    fit_rows, layer_rows, gaps = [], [], {}
-    for source in sources:
-        distance, classes = SOURCES.get(source, ("?", 0))
-        for shots in all_shots:
-            result = fit_task(runs, source, shots)
-            fit, held = result["fit"], result["holdout"]
-            fit_rows.append({"task": source, "distance": distance, "shots": shots,
-                             "best DS acc": fmt(float(result["ds"].max())), "Spearman(US, DS)": fmt(result["spearman"], ".2f"),
-                             "hull points": len(result["hull"]),
-                             "k": fmt(fit and fit.k, ".2f"), "alpha": fmt(fit and fit.alpha, ".2f"),
-                             "e_IR": fmt(fit and fit.e_ir), "saturation 1-e_IR": fmt(fit and fit.saturation),
-                             "fit rmse": fmt(fit and fit.rmse),
-                             "fit degenerate": (fit.degenerate or "no") if fit else "no fit", "held-out MAE (hull fit)": fmt(held and held.hull),
-                             "held-out MAE (all-points fit)": fmt(held and held.all_points)})
-            if shots == most:
-                gaps[source] = result["gap"]
-                plots.saturation_plot(os.path.join(args.results, f"{source}_saturation.png"), runs, result["ds"],
-                                      result["hull"], fit, f"{source} ({distance}), {most}-shot", DEFAULT_HEAD_WD)
-        curves = best_layers(runs, source, most)
-        plots.layer_plot(os.path.join(args.results, f"{source}_layers.png"), curves,
-                         f"{source} ({distance}): {most}-shot accuracy by layer", 1 / classes if classes else None)
-        for model, points in curves.items():
-            best_depth, best_acc = max(points, key=lambda p: p[1])
-            layer_rows.append({"task": source, "model (best-upstream run)": model, "layers": len(points),
-                               "best layer": int(round(best_depth * len(points))),
-                               "best-layer acc": fmt(best_acc), "last-layer acc": fmt(points[-1][1])})
-    text = header(runs, args, records, minutes) + markdown_table(runs_table, list(runs_table[0]))
-    text += ("\n## Saturation fits on the upper hull\n\nEq. 1 fitted to the hull vertices of (upstream, "
-             "downstream) accuracy; held-out: the 25% of runs with the best upstream accuracy are left out, "
-             "the rest fitted (hull or all points), and the held-out hull vertices predicted.\n\n"
-             + markdown_table(fit_rows, list(fit_rows[0])))
-    text += (f"\n## Distance below the frontier ({most}-shot)\n\nMean of (hull at the run's upstream accuracy "
-             "- its downstream accuracy) per group of runs: 0 means every run of the group is on the frontier.\n\n"
-             + markdown_table(gap_rows(runs, gaps), ["runs", "count", *sources]))
-    text += (f"\n## Best layer ({most}-shot)\n\n" + markdown_table(layer_rows, list(layer_rows[0])))
-    pairs = head_wd_pairs(runs, sources, most)
-    if pairs:
-        text += ("\n## Raised head weight decay (same model, data and steps)\n\n"
-                 + markdown_table(pairs, list(pairs[0])))
-    write(os.path.join(args.results, "table.md"), text)
-    print(text)
-
-
-def gap_rows(runs: list[dict], gaps: dict[str, np.ndarray]) -> list[dict]:
-    """Mean distance below the frontier by family, by data fraction, and for the raised head decay."""
-    groups = {f"family {f}": [r["family"] == f for r in runs] for f in sorted({r["family"] for r in runs})}
-    default = [r["head_wd"] == DEFAULT_HEAD_WD for r in runs]
-    for fraction in sorted({r["fraction"] for r in runs}):
-        groups[f"data fraction {fraction:g}"] = [d and r["fraction"] == fraction for d, r in zip(default, runs)]
-    groups["head weight decay raised"] = [not d for d in default]
-    rows = []
-    for name, chosen in groups.items():
-        chosen = np.asarray(chosen)
-        if chosen.any():
-            rows.append({"runs": name, "count": int(chosen.sum()),
-                         **{s: fmt(float(gap[chosen].mean())) for s, gap in gaps.items()}})
-    return rows
-
-
-def head_wd_pairs(runs: list[dict], sources: list[str], shots: int) -> list[dict]:
-    """Change in upstream and downstream accuracy when only the head's weight decay is raised."""
-    base = {(r["model"], r["fraction"], r["steps"]): r for r in runs if r["head_wd"] == DEFAULT_HEAD_WD}
-    rows = []
-    for r in runs:
-        other = base.get((r["model"], r["fraction"], r["steps"]))
-        if r["head_wd"] == DEFAULT_HEAD_WD or other is None:
-            continue
-        rows.append({"model": r["model"], "head wd": f"{other['head_wd']:g} -> {r['head_wd']:g}",
-                     "upstream": f"{r['us'] - other['us']:+.3f}",
-                     **{s: f"{r['ds'][s][shots]['pre_logits'] - other['ds'][s][shots]['pre_logits']:+.3f}"
-                        for s in sources}})
-    return rows
-
-
-def header(runs: list[dict], args, records: list[dict], minutes: float) -> str:
-    command = "python launch/reproduce.py saturation" + "".join(
-        f" --{flag} {value}" for flag, value, default in (
-            ("models", args.models, ",".join(MODELS)), ("fractions", args.fractions, "0.1,1.0"),
-            ("steps", args.steps, "300,1000"), ("head-wd", args.head_wd, "3.0")) if value != default)
-    timing = f"{training_minutes(records):.0f} min in training loops" + (
-        f", {minutes:.0f} min wall for this invocation (it trains only the runs missing from the sweep's records)"
-        if minutes >= 1 else "")
-    return (f"# Upstream vs downstream saturation at CPU scale\n\nCommand: `{command}`  \n"
-            f"Budget: {len(runs)} runs (batch {BATCH_SIZE}, 16x16 images, {NUM_EXAMPLES} upstream training images "
-            f"at data fraction 1); {timing} (1 thread per run; {load_note()} when the report was written).  \n"
-            "Upstream: accuracy on 2,000 held-out images of 384 classes (chance 0.003). Downstream: closed-form "
-            "least-squares probe on frozen pre-logits (and every layer), mean over 3 draws of the shots, test sets of "
-            "up to 100 images per class; chance is 1/6, 1/2, 1/4, 1/4 and 1/10.\n\n")
+    if args.budget not in BUDGETS:
+        parser.error(f"unknown budget {args.budget!r}; choose from {sorted(BUDGETS)}")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    command = shlex.join(["python", "launch/reproduce.py", "saturation", *argv])
+    code = protocol.main([study()], args, command)
+    if code == 0:
+        from launch.reproductions import _saturation_analysis as analysis
+        path = os.path.join(os.path.abspath(args.out), "saturation", f"{args.budget}.json")
+        with open(path) as handle:
+            results = json.load(handle)
+        analysis.add_analysis(results, tasks=TASKS, shots=SHOTS, chain=(f"{MAIN}_short", f"{MAIN}_mid", MAIN),
+                              layer_arms=(*LONG_ARMS.values(), f"{MAIN}_head_wd"))
+        protocol.write_results(results, os.path.abspath(args.out))
+        analysis.plots(results, os.path.dirname(path), tasks=TASKS, shots=SHOTS)
+    return code

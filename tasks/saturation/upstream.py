@@ -4,7 +4,8 @@ texture x position bin), rendered at start-up from seeds, with a data-fraction k
 The full training set is `num_examples` images; `data_fraction` keeps its first part (a prefix,
 so smaller fractions are nested in larger ones, like the JFT subsets of the paper), and training
 runs as many epochs over it as `train.steps * train.batch_size` allows. The eval split is a
-fixed held-out set from its own seed stream, whatever the fraction.
+fixed held-out set from its own seed stream, whatever the fraction; `validation_examples > 0`
+adds a 'validation' split from a third stream (a study's selection split, disjoint from eval).
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def upstream_arrays(split: str, n: int, factors: Factors, image_size: int, scale
 
 @gin.configurable
 class ShapesUpstream(ByteImageClassification):
-    """Many-way classification of 16x16 (or any size) single-shape images; splits 'train', 'eval'.
+    """Many-way classification of 16x16 (or any size) single-shape images; splits 'train', 'eval'
+    (and 'validation' when `validation_examples > 0`).
 
     With the defaults: 6 shapes x 8 colours x 4 textures x 2 position bins = 384 classes.
     `num_classes`, when given, must equal that product (bind it to the model's NUM_CLASSES macro
@@ -38,8 +40,8 @@ class ShapesUpstream(ByteImageClassification):
     """
 
     def __init__(self, *, image_size: int = 16, num_examples: int = 20000, data_fraction: float = 1.0,
-                 eval_examples: int = 2000, shapes: int = 6, colors: int = 8, textures: int = 4,
-                 positions: int = 2, scale: tuple[float, float] = (0.2, 0.32), frequency: float = 2.0,
+                 eval_examples: int = 2000, validation_examples: int = 0, shapes: int = 6, colors: int = 8,
+                 textures: int = 4, positions: int = 2, scale: tuple[float, float] = (0.2, 0.32), frequency: float = 2.0,
                  data_seed: int = 0, num_classes: int | None = None) -> None:
         super().__init__()
         factors = Factors(shapes=shapes, colors=colors, textures=textures, positions=positions)
@@ -48,6 +50,7 @@ class ShapesUpstream(ByteImageClassification):
         require(0 < data_fraction <= 1, f"ShapesUpstream.data_fraction must be in (0, 1], got {data_fraction!r}")
         require(num_examples >= 1 and eval_examples >= 1,
                 f"ShapesUpstream.num_examples and eval_examples must be >= 1, got {num_examples}, {eval_examples}")
+        require_int(validation_examples, "ShapesUpstream.validation_examples", low=0)
         low, high = scale
         require(0 < low <= high < 0.5, f"ShapesUpstream.scale must satisfy 0 < low <= high < 0.5, got {scale!r}")
         require(frequency > 0, f"ShapesUpstream.frequency must be > 0, got {frequency!r}")
@@ -60,3 +63,5 @@ class ShapesUpstream(ByteImageClassification):
         common = (factors, image_size, (float(low), float(high)), float(frequency), data_seed)
         self.splits = {"train": upstream_arrays("train", self.train_examples, *common),
                        "eval": upstream_arrays("eval", eval_examples, *common)}
+        if validation_examples:
+            self.splits["validation"] = upstream_arrays("validation", validation_examples, *common)
