@@ -1,10 +1,9 @@
-"""The LRA gin files and the reproduction: every task file parses alone with consistent
-lengths and the released hyperparameters, the retrieval file trains the two-tower model, and
-`reproduce.py lra` runs end to end (dense attention, tiny budget) and writes its table."""
+"""The LRA gin files: every task file parses alone with consistent lengths and the released
+hyperparameters, and the retrieval file trains the two-tower model (the study that runs them:
+tests/launch/test_reproduce_lra.py)."""
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import math
 import os
@@ -13,7 +12,6 @@ import gin
 import pytest
 
 from engine import config
-from launch.reproductions import lra
 from tests.helpers import REPO, train_in_process
 
 def value(name: str):
@@ -58,15 +56,6 @@ def test_full_task_files_hold_the_released_hyperparameters():
     assert value("train.grad_clip") == 1.0 and value("train.batch_size") == 64
 
 
-def test_discovery_finds_every_attention_file_with_dense_first(tmp_path):
-    assert lra.discover_attentions(str(tmp_path)) == ["dense"]
-    for name in ("performer", "local"):
-        (tmp_path / f"{name}.gin").write_text("")
-    assert lra.discover_attentions(str(tmp_path)) == ["dense", "local", "performer"]
-    (tmp_path / "dense.gin").write_text("")
-    assert lra.discover_attentions(str(tmp_path)) == ["dense", "local", "performer"]
-
-
 def test_retrieval_file_trains_the_two_tower_model_and_says_it_uses_the_stand_in(tmp_path, caplog, monkeypatch):
     monkeypatch.delenv("LRA_DATA", raising=False)
     bindings = ["train.steps = 3", "train.batch_size = 4", "train.eval_every = 3", "train.checkpoint_every = 0",
@@ -78,16 +67,3 @@ def test_retrieval_file_trains_the_two_tower_model_and_says_it_uses_the_stand_in
     assert "STAND-IN" in caplog.text  # the log says the data is not AAN
     assert type(result.model).__name__ == "TwoTowerClassifier" and result.step == 3
     assert set(result.metrics) == {"eval", "test"}
-
-
-def test_reproduction_runs_end_to_end_and_writes_the_table_beside_the_paper(tmp_path):
-    out = tmp_path / "results"
-    code = lra.main(["--tasks", "listops,pathfinder", "--attentions", "dense", "--budget", "tiny",
-                     "--out", str(out), "--runs", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache")])
-    assert code == 0
-    table = (out / "table.md").read_text()
-    assert "| dense |" in table and "36.37" in table and "71.40" in table  # the paper's Transformer row
-    rows = json.loads((out / "results.json").read_text())["rows"]
-    assert [(r["task"], r["attention"]) for r in rows] == [("listops", "dense"), ("pathfinder", "dense")]
-    assert all(0.0 <= r["test_accuracy"] <= 100.0 and r["steps_per_s"] > 0 for r in rows)
-    assert (out / "accuracy.png").stat().st_size > 0

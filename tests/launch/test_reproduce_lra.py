@@ -1,0 +1,111 @@
+"""`python launch/reproduce.py lra`: at the cpu budget every efficient attention core spans fewer
+keys (or kernel features) than the sequence, checked against the keys a query actually reaches;
+the gpu budget plans at the paper's lengths and model sizes with every attention file; and the smoke
+budget runs every task's study end to end (paired seeds, the claims' differences and verdicts
+recomputed from the runs' own records, the figure, reuse on a second call)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from launch import tables
+from launch.experiment import parsed_config
+from launch.reproductions import lra
+from launch.study import RECORD, Plan
+
+WINDOWED = ("local", "sparse", "longformer", "bigbird", "reformer")  # a query reaches only some keys
+KERNELS = ("linear", "linformer", "performer", "performer_relu", "sinkhorn")  # all keys, through fewer slots
+FULL = ("dense", "synthesizer")
+
+
+def test_every_attention_file_is_classified():
+    assert sorted(lra.discover_attentions()) == sorted(WINDOWED + KERNELS + FULL)
+
+
+@pytest.mark.parametrize("task", lra.tasks_at("cpu"))
+def test_every_efficient_core_spans_less_than_the_sequence_at_the_cpu_budget(task):
+    """The issue's point: at 200 tokens Longformer and BigBird were dense attention. Here every core but
+    the full ones spans less than the >= 1,000-token sequence, and the keys a middle query reaches (its
+    output's gradient with respect to the values) agree with the span its settings give."""
+    for name in lra.discover_attentions():
+        with parsed_config([f"gin/lra/attention/{name}.gin", lra.TASK_FILES[task]["cpu"]], []):
+            length = lra.sequence_length()
+            span, _ = lra.attention_span()
+            reached = lra.keys_reached()
+        assert length >= 1000, (task, length)
+        if name in FULL:
+            assert span == reached == length, name
+            continue
+        assert span < length, (task, name, span, length)
+        if name in WINDOWED:
+            assert reached <= span < length, (task, name, reached, span)
+        else:
+            assert reached == length, (task, name)  # kernels and soft sorting mix every key, at a lower rank
+    # Closed forms: a block of 50; the window of 512, the query itself and the one global token ([CLS]).
+    with parsed_config(["gin/lra/attention/local.gin", lra.TASK_FILES[task]["cpu"]], []):
+        assert lra.keys_reached() == 50
+    with parsed_config(["gin/lra/attention/longformer.gin", lra.TASK_FILES[task]["cpu"]], []):
+        assert lra.keys_reached() == 512 + 1 + 1
+
+
+def test_cpu_budget_seeds_and_claims():
+    assert lra.tasks_at("cpu") == ["listops"]
+    for task in lra.tasks_at("cpu"):
+        study = lra.study(task, "cpu")
+        assert [a.name for a in study.arms] == [a for a in lra.discover_attentions() if a in lra.CPU_ARMS[task]]
+        assert len(study.budgets["cpu"].seeds) >= (5 if study.claims else 3)
+        assert all(not arm.tune for arm in study.arms)  # every arm untuned: the same treatment
+    claims = {c.name: (c.better, c.worse) for c in lra.study("listops", "cpu").claims}
+    assert claims == {"dense_beats_local": ("dense", "local"), "dense_beats_linear": ("dense", "linear")}
+
+
+def test_gpu_budget_plans_every_attention_at_the_papers_lengths_and_sizes(tmp_path):
+    """No training: the plan measures every arm's configuration; they differ only in the span."""
+    expected = {"listops": (2000, "4 x d512"), "pathfinder": (1024, "4 x d32"), "text": (1001, "4 x d256"),
+                "retrieval": (4001, "4 x d128")}
+    for task, (length, encoder) in expected.items():
+        study = lra.study(task, "gpu")
+        assert [a.name for a in study.arms] == lra.discover_attentions()
+        measured = Plan(study, "gpu", str(tmp_path), "plan").measured
+        assert {m["sequence length"] for m in measured.values()} == {length}
+        assert {m["encoder"] for m in measured.values()} == {encoder}
+        spans = [m[lra.SPAN] for name, m in measured.items() if name not in FULL]
+        assert all(f"of {length:,};" in span for span in spans)
+
+
+@pytest.mark.slow
+def test_smoke_study_end_to_end(tmp_path, capsys):
+    runs, out = str(tmp_path / "runs"), str(tmp_path / "results")
+    argv = ["--budget", "smoke", "--threads", "1", "--workdir", runs, "--out", out]
+    assert lra.main(argv) == 0
+    assert "run(s) to train" in capsys.readouterr().out
+    every = {}
+    for task in lra.TASK_CLASS:
+        results = json.load(open(os.path.join(out, f"lra/{task}/smoke.json")))
+        every[task] = results
+        expected = [a for a in lra.discover_attentions() if a in lra.SMOKE_ARMS[task]]
+        assert [a["name"] for a in results["arms"]] == expected
+        assert (results["select_split"], results["report_split"]) == ("eval", "test")
+        for arm in results["arms"]:
+            assert [r["seed"] for r in arm["runs"]] == [0, 1] and arm["selected"] == {}
+            for row in arm["runs"]:
+                record = json.load(open(os.path.join(row["workdir"], RECORD)))
+                assert row["report"] == record["metrics"]["test/accuracy"]
+                assert row["select"] == record["metrics"]["eval/accuracy"]
+                assert f"gin/lra/attention/{arm['name']}.gin" in row["provenance"]["run_command"]
+            assert arm["budget"]["steps"] == 4 and arm["budget"]["report examples"] == 16
+        by_name = {a["name"]: a for a in results["arms"]}
+        for claim in results["claims"]:
+            better = [r["report"] for r in by_name[claim["better"]]["runs"]]
+            worse = [r["report"] for r in by_name[claim["worse"]]["runs"]]
+            assert claim["differences"] == pytest.approx([b - w for b, w in zip(better, worse)])
+            assert claim["verdict"] == "inconclusive"  # two seeds judge nothing
+        assert open(os.path.join(out, f"lra/{task}/smoke.md")).read() == tables.render([results], "full")
+    assert [c["name"] for c in every["listops"]["claims"]] == ["dense_beats_local", "dense_beats_linear"]
+    assert os.path.getsize(os.path.join(out, "lra/smoke.png")) > 0
+
+    assert lra.main(argv) == 0  # again: every run reused, the same results
+    assert "run(s) to train" not in capsys.readouterr().out
+    assert json.load(open(os.path.join(out, "lra/listops/smoke.json"))) == every["listops"]
