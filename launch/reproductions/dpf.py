@@ -1,206 +1,223 @@
-"""DPF at CPU scale: train field diffusion on images, 3D occupancy and the sphere, then score the
-EMA model's samples against a Gaussian fitted to the same training fields.
+"""Diffusion Probabilistic Fields (Zhuang et al. 2023) under the study protocol (docs/studies.md):
+does DPF generate fields closer to held-out data than a Gaussian fitted to the training fields?
 
-    python launch/reproduce.py dpf [--only images,shapes3d,sphere] [--extras] [--steps-scale 1.0] [--draws 4]
+    python launch/reproduce.py dpf --budget cpu --jobs 1 --threads 1   # results/dpf/sphere/cpu.json
+    python launch/reproduce.py dpf --budget smoke --threads 1          # seconds: the whole pipeline
+    python launch/reproduce.py dpf --budget gpu --jobs 4               # sphere, images and 3D shapes
+    python launch/reproduce.py dpf --budget gpu --print-plan           # every run's budget, nothing trains
 
-Writes results/dpf/table.md (KID, precision, recall, COV, MMD, ...: mean ± std over `--draws`
-independent sample sets per method; one set of 64 is too few to rank the two, the Gaussian's
-3D recall alone spans 0.61-0.80 over eight draws), results/dpf/draws.json (every draw's values)
-and results/dpf/<domain>.png (data, DPF samples at the training and an unseen resolution,
-Gaussian samples). Runs live in
-runs/reproduce_dpf/<domain>; a finished run is not trained again, only re-evaluated.
+One study per domain; arms are methods, all run by one program (programs/field_scores.py) with the
+same metric code and the same saved, frozen feature network: DPF (trained, sampled from its EMA
+weights), a Gaussian fitted to the training fields (nothing trained) and the oracle (held-out
+fields scored as if they were samples: what a perfect generator scores). Each run scores 5 sample
+draws on the validation split (which chooses) and on the test split (`eval`, read once for the
+table); means, intervals and claims are over (training seed, draw) units. Writes the figure
+results/dpf/<domain>/<budget>.png from each arm's seed-0 samples.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
-import time
+import shlex
+from typing import Any
 
 import numpy as np
-import torch
 
-from engine.config import REPO_ROOT
-from launch.experiment import markdown_table, mean_std, parsed_config, run_config
+from launch import study as protocol
+from launch.study import Arm, Budget, Claim, Study
 
-
-@dataclasses.dataclass(frozen=True)
-class Experiment:
-    name: str
-    gin: str
-    steps: int
-    bindings: tuple[str, ...] = ()
-
-
-EXPERIMENTS = (
-    # 4x / 16x / 8x the first budget (3000, 3000, 2000): at that budget DPF lost to the Gaussian
-    # on every domain; at these it beats it on every metric (3D: 48,000 steps, ~2 CPU-hours).
-    Experiment("images", "gin/dpf/dpf_images.gin", 12000),
-    Experiment("shapes3d", "gin/dpf/dpf_shapes3d.gin", 48000),
-    Experiment("sphere", "gin/dpf/dpf_sphere.gin", 16000),
+DRAWS = 5
+GAUSSIAN = {"steps": "fitted in closed form to the training fields: nothing to train"}
+ORACLE = {"steps": "held-out fields of the source: nothing to train (the reference, in no claim against DPF)"}
+TUNED = ("AdamW.lr",)  # a one-value sweep below the gpu budget: untuned there
+NOTHING_TO_TUNE = "the Gaussian fit and the held-out fields have no hyperparameters"
+ARMS = (
+    Arm("dpf", "DPF (EMA weights)", ("gin/dpf/dpf_method.gin",), tune=TUNED),
+    Arm("gaussian", "Gaussian fit", ("gin/dpf/gaussian_fit.gin",), declared=GAUSSIAN),
+    Arm("oracle", "held-out data (oracle)", ("gin/dpf/oracle.gin",), declared=ORACLE),
 )
-EXTRAS = (
-    Experiment("digits", "gin/dpf/dpf_digits.gin", 2000),
-    Experiment("sphere_eigen", "gin/dpf/dpf_sphere_eigen.gin", 2000),
-)
-HIGHER = {"kid": False, "precision": True, "recall": True, "cov": True, "mmd": False, "class_tv": False}
-COLUMNS = ["domain", "method", "kid", "precision", "recall", "cov", "mmd", "class_tv", "nn_train_ratio"]
+# (metric, direction): every column DPF is judged on; COV and MMD only where fields are 3D shapes.
+METRICS = (("kid", "lower"), ("precision", "higher"), ("recall", "higher"), ("class_tv", "lower"))
+SHAPE_METRICS = (("cov", "higher"), ("mmd", "lower"))
+LABELS = {"kid": "KID", "precision": "precision", "recall": "recall", "class_tv": "class TV", "cov": "COV",
+          "mmd": "MMD", "nn_train_ratio": "NN-train ratio"}
+GPU_RATES = ("5e-4", "1e-3")
+SMOKE = ("train.steps = 4", "train.checkpoint_every = 4", "train.log_every = 2", "train.batch_size = 4",
+         "FieldDiffusion.eval_samples = 8", "FieldDiffusion.grid_fields = 2", "FieldDiffusion.feature_steps = 5",
+         "FieldDiffusion.context_points = 16", "FieldDiffusion.query_points = 8", "DDIMSampler.steps = 2",
+         "SphereFields.train_fields = 64", "SphereFields.validation_fields = 16", "SphereFields.eval_fields = 16",
+         "SphereFields.holdout_fields = 16", "FieldDenoiser.d_model = 16", "FieldDenoiser.d_latent = 16",
+         "FieldDenoiser.num_latents = 4", "WarmupCosine.warmup_steps = 1")
 
 
-def build(experiment: Experiment, bindings: list[str]):
-    """The task and the (untrained) model of an experiment as its gin files and bindings build them."""
+def steps(count: int) -> tuple[str, ...]:
+    """Bindings for a DPF run of `count` steps, checkpointed at the end (it never evaluates)."""
+    return (f"train.steps = {count}", f"train.checkpoint_every = {count}", f"train.log_every = {max(1, count // 10)}")
+
+
+# Domain -> (gin file, cpu steps or None (gpu only), gpu steps, 3D shapes). The gpu steps are the
+# pre-protocol table's, where DPF beat the Gaussian on every metric of every domain (one seed).
+DOMAINS = {
+    "sphere": ("gin/dpf/dpf_sphere.gin", 8000, 16000, False),
+    "images": ("gin/dpf/dpf_images.gin", None, 12000, False),
+    "shapes3d": ("gin/dpf/dpf_shapes3d.gin", None, 48000, True),
+}
+
+
+def claims(shapes: bool) -> tuple[Claim, ...]:
+    """DPF beats the Gaussian on every metric; and the check that the test bed can tell data from the
+    Gaussian at all (the oracle beats it on KID), without which a DPF loss would mean nothing."""
+    out = tuple(Claim(f"dpf_beats_gaussian_{metric}", f"DPF beats the Gaussian fit on {LABELS[metric]}", "dpf",
+                      "gaussian", metric=metric, direction=direction, scale=1.0, tuning_note=NOTHING_TO_TUNE)
+                for metric, direction in METRICS + (SHAPE_METRICS if shapes else ()))
+    return out + (Claim("oracle_beats_gaussian_kid", "held-out data beats the Gaussian fit on KID (the bed can "
+                        "tell them apart)", "oracle", "gaussian"),)
+
+
+def budgets(cpu_steps: int | None, gpu_steps: int) -> dict[str, Budget]:
+    out = {"smoke": Budget("smoke", seeds=(0, 1), bindings=SMOKE, sweep={"AdamW.lr": ("1e-3",)},
+                           note="4 steps of a tiny model on 64 fields: the pipeline"),
+           "gpu": Budget("gpu", seeds=(0, 1, 2), bindings=steps(gpu_steps), sweep={"AdamW.lr": GPU_RATES},
+                         tune_seeds=1, note=f"{gpu_steps:,} DPF steps, 3 training seeds, the learning rate chosen on "
+                                            "validation: one GPU machine, not run yet")}
+    if cpu_steps:
+        out["cpu"] = Budget("cpu", seeds=(0, 1), bindings=steps(cpu_steps), sweep={"AdamW.lr": ("1e-3",)},
+                            note=f"{cpu_steps:,} DPF steps (the gpu budget trains {gpu_steps:,}), 2 training seeds")
+    return out
+
+
+def measure() -> dict[str, Any]:
+    """One run's budget: DPF's steps and batch (0 steps for the methods that train nothing), the
+    draws, the samples per draw, the sizes of the fields each split scores against, and the
+    feature network's training."""
     import gin
-    with parsed_config([experiment.gin], bindings):
-        return gin.get_configurable("FieldDiffusion")(), gin.get_configurable("FieldDenoiser")()
+
+    from engine import config
+    from engine.program import configured_steps
+    method = gin.query_parameter("scored_fields.method")
+    task = config.built("train.task")
+    sizes = task.source.sizes
+    return {"steps": configured_steps() if method == "dpf" else 0, "batch": gin.query_parameter("train.batch_size"),
+            "draws": gin.query_parameter("scored_fields.draws"), "samples per draw": task.eval_samples,
+            "validation fields": sizes["validation"], "test fields": sizes["eval"], "holdout fields": sizes["holdout"],
+            "feature network steps": task.feature_steps}
 
 
-def evaluate(experiment: Experiment, workdir: str, bindings: list[str], seed: int,
-             draws: int = 1) -> tuple[list[dict], dict]:
-    """Rows for DPF and the Gaussian baseline, each metric the mean over `draws` independent sets of
-    `eval_samples` samples (draw k uses seed + k; both methods face the same held-out fields), with
-    the per-draw values kept; and the first draw's pictures."""
-    from safetensors.torch import load_file
-
-    from engine.ema import EMA_FILE
-    from engine.data import Shard
-    task, model = build(experiment, bindings)
-    model.load_state_dict(load_file(os.path.join(workdir, EMA_FILE)))
-    model.eval()
-    ours, theirs, baselines = [], [], []
-    for draw in range(draws):
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            ours.append(task.evaluate(model, "eval", Shard(batch_size=32, seed=seed + draw)))
-        baselines.append(task.gaussian_samples(task.eval_samples, np.random.default_rng(seed + draw)))
-        theirs.append(task.score(baselines[-1], "eval"))
-    rows = [summarised(experiment.name, "DPF (EMA)", ours), summarised(experiment.name, "Gaussian fit", theirs)]
-    pictures = {k: v for k, v in ours[0].items() if k.startswith(("samples_", "data_"))}
-    source = task.source
-    from engine.summaries import Image, image_grid
-    n = task.grid_fields
-    pictures[f"gaussian_{source.describe(source.train_resolution)}"] = Image(
-        image_grid(source.render(baselines[0][:n], source.train_resolution)))
-    return rows, {"pictures": pictures, "feature_accuracy": task.feature_net().accuracy,
-                  "eval_samples": task.eval_samples}
+def extract(result: Any) -> dict[str, Any]:
+    """The means over draws of every split's metrics, each draw's values, and the feature network
+    that scored them (its file's sha256: the same for every row)."""
+    metrics = {f"{split}/{name}": value for split, values in result.metrics.items() for name, value in values.items()}
+    return {"metrics": metrics, "finished": result.finished,
+            "extra": {"draws": result.draws, "feature_net": result.feature_net}}
 
 
-def summarised(domain: str, method: str, draws: list[dict]) -> dict:
-    """One method's row: each table metric's mean over the draws, and every draw's value."""
-    per_draw = {k: [float(m[k]) for m in draws] for k in COLUMNS if k in draws[0]}
-    return {"domain": domain, "method": method, **{k: float(np.mean(v)) for k, v in per_draw.items()},
-            "per_draw": per_draw}
+def make_study(domain: str) -> Study:
+    gin_file, cpu_steps, gpu_steps, shapes = DOMAINS[domain]
+    columns = tuple((LABELS[m], m, 1.0) for m, _ in METRICS[1:] + (SHAPE_METRICS if shapes else ())) + \
+        (("NN-train ratio", "nn_train_ratio", 1.0),)
+    notes = (
+        f"Bed: `{gin_file}`; every arm is one run of `programs/field_scores.py` (`gin/dpf/scored.gin`). Metrics "
+        "at the training resolution in the feature space of one small classifier trained once on the training "
+        "fields (on one thread), saved and loaded by every run (`tasks/fields/features.py`; every row records its "
+        "sha256): KID (lower is better), k-NN precision and recall (k = 3), class TV = total-variation distance "
+        "between the predicted-class histograms of samples and data (lower), NN-train ratio = distance from a "
+        "sample to its nearest training field over the same for held-out fields (about 1: new fields; well below "
+        "1: copies). Reference fields: the validation split chooses, the test split (`eval`) is read once.",
+        f"Unit of every mean, interval and claim: a (training seed, sample draw) pair, {DRAWS} draws of "
+        "`FieldDiffusion.eval_samples` fields per run; draw k of seed s uses the same sample seed in every arm. "
+        "The interval covers the sampling noise of a draw and the spread between the training seeds that ran, "
+        "but the draws of one seed share its trained model, so with 2 training seeds it understates the "
+        "seed-to-seed spread of DPF: a claim says what these trained models do, not what DPF does for any seed.",
+        "The oracle is the ceiling the metric allows (held-out fields against held-out fields); the Gaussian "
+        "fit is what knowing the first two moments gives.")
+    return Study(
+        name=f"dpf/{domain}", title=f"DPF, {domain} fields: test-split KID of generated fields",
+        arms=ARMS, budgets=budgets(cpu_steps, gpu_steps), claims=claims(shapes), metric="kid", direction="lower",
+        select_split="validation", report_split="eval", files=(gin_file, "gin/dpf/scored.gin"),
+        bindings=(f"scored_fields.draws = {DRAWS}",), measure=measure, extract=extract, columns=columns,
+        notes=notes, draws=DRAWS)
 
 
-def shown(row: dict) -> dict:
-    """A table row: each metric as 'mean ± std' over the draws (the plain value for one draw)."""
-    return {k: (mean_std(row["per_draw"][k]) if k in row["per_draw"] else v) for k, v in row.items()}
+def studies(budget: str) -> list[Study]:
+    """Every domain's study that has `budget` (the cpu budget covers the domains this machine affords)."""
+    chosen = [make_study(domain) for domain in DOMAINS]
+    return [s for s in chosen if budget in s.budgets]
 
 
-def train(experiment: Experiment, bindings: list[str], workdir: str) -> float:
-    """Train (or find finished) one run; seconds its training took, remembered in the run
-    directory so that re-evaluating a finished run still reports its training time."""
-    from engine.ema import EMA_FILE
-    record = os.path.join(workdir, "train_seconds.txt")
-    finished = os.path.exists(os.path.join(workdir, EMA_FILE))
-    clock = time.perf_counter()
-    run_config([experiment.gin], bindings, workdir)
-    if not finished:
-        with open(record, "w") as handle:
-            handle.write(f"{time.perf_counter() - clock:.1f}\n")
-    if not os.path.exists(record):
-        return float("nan")  # finished by an older script that kept no record
-    with open(record) as handle:
-        return float(handle.read())
-
-
-def save_pictures(path: str, title: str, pictures: dict) -> None:
+def figure(results: dict, root: str, out: str) -> str:
+    """Data, then each arm's seed-0 samples (DPF also at its unseen resolution), one row each."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
-    names = sorted(pictures, key=lambda k: (not k.startswith("data"), k.startswith("gaussian"), k))
-    figure, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.6))
-    for axis, name in zip(np.atleast_1d(axes), names):
-        pixels = pictures[name].as_hwc_float()
-        axis.imshow(pixels.squeeze(-1) if pixels.shape[-1] == 1 else pixels, cmap="gray", vmin=0, vmax=1,
+
+    from engine.summaries import image_grid
+    from launch.experiment import parsed_config
+    from engine import config
+    study = make_study(results["study"].split("/")[1])
+    plan = protocol.Plan(study, results["budget"]["name"], root, "")
+    rows = []
+    for arm in results["arms"]:
+        run = next(r for r in arm["runs"] if r["seed"] == results["budget"]["seeds"][0])
+        files, bindings = protocol._configuration(study, plan.budget, study.arm(arm["name"]), arm["selected"], run["seed"])
+        with parsed_config(files, bindings):
+            source = config.built("train.task").source
+        saved = np.load(os.path.join(protocol.REPO_ROOT, run["workdir"], "samples.npz"))
+        if not rows:
+            reference = source.pool("validation").values[:len(saved[f"resolution_{source.train_resolution}"])]
+            rows.append(("validation fields (data)", source.render(reference, source.train_resolution)))
+        for name in sorted(saved.files, key=lambda n: int(n.split("_")[1])):
+            resolution = int(name.split("_")[1])
+            unseen = "" if resolution == source.train_resolution else ", unseen resolution"
+            rows.append((f"{arm['label']}: {source.describe(resolution)}{unseen}", source.render(saved[name], resolution)))
+    figure_, axes = plt.subplots(1, len(rows), figsize=(3.0 * len(rows), 3.4))
+    for axis, (title, pictures) in zip(np.atleast_1d(axes), rows):
+        grid = image_grid(pictures)
+        grid = np.asarray(grid.as_hwc_float() if hasattr(grid, "as_hwc_float") else grid)
+        axis.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=1,
                     interpolation="nearest")
-        axis.set_title(name.replace("_", " "), fontsize=9)
+        axis.set_title(title, fontsize=8)
         axis.axis("off")
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
+    figure_.suptitle(f"{results['title']} ({results['budget']['name']} budget, seed {results['budget']['seeds'][0]}, draw 0)",
+                     fontsize=9)
+    figure_.tight_layout()
+    path = os.path.join(out, results["study"], f"{results['budget']['name']}.png")
+    figure_.savefig(path, dpi=80)
+    plt.close(figure_)
+    return path
 
 
-def beats(rows: list[dict]) -> str:
-    dpf, gauss = rows
-    wins = [name for name, higher in HIGHER.items() if name in dpf and name in gauss
-            and ((dpf[name] > gauss[name]) if higher else (dpf[name] < gauss[name]))]
-    losses = [name for name in HIGHER if name in dpf and name in gauss and name not in wins]
-    return "all" if not losses else f"not on {', '.join(losses)}"
+def print_plan(chosen: list[Study], budget: str, root: str) -> None:
+    """Every study's measured budgets and run count at `budget` (the budget checks run; nothing trains)."""
+    for one in chosen:
+        plan = protocol.Plan(one, budget, root, "")
+        budget_ = plan.budget
+        # The second phase runs each tuned arm's selected candidate on the seeds the sweep skipped.
+        later = sum(len(budget_.seeds) - len(budget_.tuning_seeds) for arm in one.arms
+                    if len(one.candidates(arm, budget_)) > 1)
+        runs = len(plan.first_phase()) + later
+        print(f"{one.name} [{budget}]: {runs} runs; " + "; ".join(f"{arm}: {value}" for arm, value in plan.measured.items()))
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="comma-separated domains to run (default: images, shapes3d, sphere)")
-    parser.add_argument("--extras", action="store_true", help="also run digits and the eigen-coordinate sphere")
-    parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply every run's steps")
-    parser.add_argument("--workdir", default=os.path.join(REPO_ROOT, "runs", "reproduce_dpf"))
-    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "results", "dpf"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--draws", type=int, default=4,
-                        help="independent sample sets scored per method (seed, seed + 1, ...); the table "
-                             "shows mean ± std, and `beats` compares the means")
-    parser.add_argument("--bind", action="append", default=[], help="extra gin binding for every run (repeatable)")
+    protocol.add_arguments(parser)
+    parser.add_argument("--domains", default=None, help=f"comma-separated subset of {list(DOMAINS)}")
+    parser.add_argument("--print-plan", action="store_true", help="check and print the plan; train nothing")
     args = parser.parse_args(argv)
-    if args.draws < 1:
-        parser.error(f"--draws must be at least 1, got {args.draws}")
-    chosen = list(EXPERIMENTS) + (list(EXTRAS) if args.extras else [])
-    if args.only:
-        wanted = set(args.only.split(","))
-        chosen = [e for e in EXPERIMENTS + EXTRAS if e.name in wanted]
-    os.makedirs(args.out, exist_ok=True)
-    rows, per_draw, notes, started = [], [], [], time.perf_counter()
-    for experiment in chosen:
-        steps = max(1, int(round(experiment.steps * args.steps_scale)))
-        bindings = [f"train.steps = {steps}", "train.eval_every = 0", f"train.checkpoint_every = {steps}",
-                    "train.log_every = 100", f"train.seed = {args.seed}", *experiment.bindings, *args.bind]
-        workdir = os.path.join(args.workdir, experiment.name)
-        trained = train(experiment, bindings, workdir)
-        clock = time.perf_counter()
-        pair, extra = evaluate(experiment, workdir, bindings, args.seed, args.draws)
-        evaluated = time.perf_counter() - clock
-        table = [shown(row) for row in pair]
-        rows += table
-        per_draw += pair
-        save_pictures(os.path.join(args.out, f"{experiment.name}.png"),
-                      f"DPF {experiment.name}: {steps} steps", extra["pictures"])
-        notes.append(f"| {experiment.name} | `{experiment.gin}` | {steps} | {trained / 60:.1f} | {evaluated / 60:.1f} | "
-                     f"{args.draws} x {extra['eval_samples']} | {extra['feature_accuracy']:.3f} | {beats(pair)} |")
-        print(markdown_table(table, COLUMNS), flush=True)
-    total = (time.perf_counter() - started) / 60
-    text = ["# DPF at CPU scale: EMA samples vs a Gaussian fitted to the training fields", "",
-            f"Command: `python launch/reproduce.py dpf{' --extras' if args.extras else ''}"
-            f"{f' --steps-scale {args.steps_scale}' if args.steps_scale != 1 else ''}"
-            f"{f' --draws {args.draws}' if args.draws != 4 else ''}` "
-            f"(this invocation: {total:.1f} min on this machine, one thread per process; the train "
-            "and eval minutes below include waiting on a shared 2-core CPU; a finished run is "
-            "re-evaluated, and its training minutes are those it took when it trained).", "",
-            "Metrics at the training resolution against held-out fields, in the feature space of a small "
-            "classifier trained on the training fields: KID (lower is better), k-NN precision and recall "
-            "(k = 3, higher is better), class_tv = total-variation distance between the predicted-class "
-            "histograms of samples and data (lower is better); 3D adds COV (higher) and MMD (lower) under "
-            "the Chamfer distance between occupied-voxel point sets. nn_train_ratio = mean distance from a "
-            "sample to its nearest training field / the same for held-out fields (about 1: new fields; "
-            "much below 1: copies of training fields). Each cell is the mean ± std over "
-            f"{args.draws} independent sets of samples per method (seeds {args.seed}..{args.seed + args.draws - 1}), "
-            "scored against the same held-out fields; `DPF beats the Gaussian` compares the means "
-            "(every draw's values: draws.json).", "",
-            markdown_table(rows, COLUMNS, floatfmt=".3f"), "",
-            "| domain | gin | steps | train min | eval min | draws x samples | feature classifier accuracy | "
-            "DPF beats the Gaussian |", "|---|---|---|---|---|---|---|---|", *notes, ""]
-    with open(os.path.join(args.out, "table.md"), "w") as handle:
-        handle.write("\n".join(text))
-    with open(os.path.join(args.out, "draws.json"), "w") as handle:
-        json.dump({f"{row['domain']}/{row['method']}": row["per_draw"] for row in per_draw}, handle, indent=1)
-    print(f"wrote {os.path.join(args.out, 'table.md')} ({total:.1f} min)")
-    return 0
+    chosen = studies(args.budget)
+    if args.domains:
+        wanted = args.domains.split(",")
+        chosen = [s for s in chosen if s.name.split("/")[1] in wanted]
+    if not chosen:
+        parser.error(f"no DPF study has budget {args.budget!r} for domains {args.domains or list(DOMAINS)}")
+    if args.print_plan:
+        print_plan(chosen, args.budget, os.path.abspath(args.workdir))
+        return 0
+    command = shlex.join(["python", "launch/reproduce.py", "dpf", *argv])
+    code = protocol.main(chosen, args, command)
+    if code == 0:
+        from launch import tables
+        for one in chosen:
+            results = tables.load(f"{one.name}/{args.budget}", os.path.abspath(args.out))
+            print(f"wrote {figure(results, os.path.abspath(args.workdir), os.path.abspath(args.out))}")
+    return code

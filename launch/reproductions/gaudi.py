@@ -1,141 +1,208 @@
-"""GAUDI at CPU scale: one auto-decoder on procedural box rooms, then latent priors on its frozen
-latents (unconditional; conditional on the floor colour with and without guidance), scored on
-the frames rendered from sampled latents along their decoded camera paths.
+"""GAUDI (Bautista et al. 2022) under the study protocol (docs/studies.md): a latent diffusion prior
+over an auto-decoder's scene latents, on procedural box rooms, scored on the frames rendered
+along the camera paths of sampled latents.
 
-    python launch/reproduce.py gaudi [--steps 1500] [--prior-steps 2000] [--ablation] [--bind B ...]
+    python launch/reproduce.py gaudi --budget cpu --jobs 1 --threads 1   # results/gaudi/rooms/cpu.json
+    python launch/reproduce.py gaudi --budget smoke --threads 1          # seconds: the whole pipeline
+    python launch/reproduce.py gaudi --budget gpu --print-plan           # the gpu budget's runs, nothing trains
 
-Every prior shares the one stage-1 run (`gaudi.autodecoder_workdir`), so the prior rows differ
-only in the prior. `--ablation` adds a second auto-decoder without latent noise (beta = 0) and
-its unconditional prior. Writes results/gaudi/table.md, results.json and PNG strips taken from
-the runs' TensorBoard images; finished runs are reused when run again.
+Arms are priors (and two references) on one stage-1 auto-decoder per training seed: every arm of
+seed s binds `gaudi.autodecoder_workdir` to the same folder, so the first arm trains it and the
+others reuse it (the program's own sharing; the engine is deterministic, so this equals training
+it per arm). Every row is scored by the same code (`LatentPrior.score`) over 6 sample draws: draw 0
+is the validation draw (it would choose; nothing is tuned here), draws 1-5 are the test draws read
+once for the table. The references, training latents and a Gaussian fitted to them, are arms
+whose prior trains but is not sampled (`LatentPrior.draw_from`). Writes the reconstruction table
+of stage 1 into the results' analysis, and PNG strips of the seed-0 runs beside the results.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
-import json
 import os
-import time
+import shlex
 from typing import Any
 
-from engine.config import REPO_ROOT
-from launch.experiment import markdown_table, run_config
+from launch import study as protocol
+from launch.study import Arm, Budget, Claim, Study
 
-# key: (row label, gin file, auto-decoder key, extra bindings)
-PRIORS = {
-    "unconditional": ("unconditional", "gin/gaudi/gaudi_rooms.gin", "beta_0.1", []),
-    "conditional": ("floor colour, guidance 2", "gin/gaudi/gaudi_rooms_conditional.gin", "beta_0.1", []),
-    "conditional_w0": ("floor colour, no guidance", "gin/gaudi/gaudi_rooms_conditional.gin", "beta_0.1",
-                       ["LatentPrior.guidance_scale = 0.0"]),
-    "beta0": ("unconditional, beta = 0 auto-decoder", "gin/gaudi/gaudi_rooms_beta0.gin", "beta_0", []),
+NAME = "gaudi/rooms"
+TEST_DRAWS = 5  # plus draw 0, the validation draw
+ARMS = (
+    Arm("unconditional", "unconditional prior", ("gin/gaudi/gaudi_rooms.gin",)),
+    Arm("conditional", "floor colour, guidance 2", ("gin/gaudi/gaudi_rooms_conditional.gin",)),
+    Arm("conditional_w0", "floor colour, no guidance", ("gin/gaudi/gaudi_rooms_conditional_w0.gin",)),
+    Arm("training_latents", "reference: training latents", ("gin/gaudi/reference_training_latents.gin",)),
+    Arm("gaussian", "reference: Gaussian fit to the latents", ("gin/gaudi/reference_gaussian.gin",)),
+)
+CLAIMS = (
+    Claim("guidance_floor_accuracy", "guidance 2 beats no guidance on floor accuracy", "conditional",
+          "conditional_w0", metric="label_accuracy", direction="higher", scale=1.0),
+    Claim("guidance_kid", "guidance 2 beats no guidance on KID", "conditional", "conditional_w0"),
+    Claim("prior_beats_gaussian_kid", "the unconditional prior beats the Gaussian fit on KID", "unconditional",
+          "gaussian"),
+    Claim("prior_beats_gaussian_inside", "the unconditional prior beats the Gaussian fit on cameras inside",
+          "unconditional", "gaussian", metric="inside_room", direction="higher", scale=1.0),
+)
+COLUMNS = (("floor accuracy", "label_accuracy", 1.0), ("cameras inside", "inside_room", 1.0),
+           ("step ratio", "step_ratio", 1.0), ("turn ratio", "turn_ratio", 1.0),
+           ("NN-train ratio (latents)", "nn_train_ratio", 1.0), ("NN-train ratio (frames)", "nn_train_frames_ratio", 1.0))
+STAGE1 = (("PSNR (dB)", "psnr"), ("depth L1", "depth_l1"), ("rotation error (deg)", "rotation_error_deg"),
+          ("translation error", "translation_error"))
+
+
+def steps(stage1: int, prior: int) -> tuple[str, ...]:
+    """Both stages' steps, each evaluated (and checkpointed) once, at its end."""
+    return (f"train.steps = {stage1}", f"train.eval_every = {stage1}", f"train.checkpoint_every = {stage1}",
+            f"prior/train.steps = {prior}", f"prior/train.eval_every = {prior}",
+            f"prior/train.checkpoint_every = {prior}", f"LatentPrior.draws = {TEST_DRAWS + 1}")
+
+
+SMOKE = (*steps(4, 4), "NUM_SCENES = 6", "ProceduralRooms.resolution = 8", "ProceduralRooms.frames = 3",
+         "train.batch_size = 2", "prior/train.batch_size = 8", "train.log_every = 2",
+         "SceneAutoDecoding.eval_trajectories = 2", "SceneAutoDecoding.rays_per_frame = 4", "GAUDI.plane_resolution = 8",
+         "GAUDI.upsamplings = 1", "GAUDI.decoder_channels = 4", "GAUDI.plane_channels = 4", "GAUDI.field_hidden = 8",
+         "GAUDI.samples_per_ray = 6", "GAUDI.pose_hidden = 16", "LatentDenoiser.width = 16", "LatentDenoiser.blocks = 1",
+         "GaussianDiffusion.steps = 20", "DDIMSampler.steps = 3", "LatentPrior.eval_samples = 4",
+         "LatentPrior.eval_batches = 1", "LatentPrior.strip_samples = 2", "LatentPrior.video_frames = 3",
+         "LatentPrior.interpolation_steps = 2", "LatentPrior.feature_steps = 5")
+BUDGETS = {
+    "smoke": Budget("smoke", seeds=(0,), bindings=SMOKE, note="6 rooms of 8x8 pixels, 4 steps per stage: the pipeline"),
+    "cpu": Budget("cpu", seeds=(0,), bindings=steps(1500, 2000),
+                  note="stage 1 1,500 steps (half the gin file's 3,000), each prior 2,000 steps; one training seed"),
+    "gpu": Budget("gpu", seeds=(0, 1, 2), bindings=steps(3000, 2000),
+                  note="stage 1 3,000 steps, each prior 2,000, three training seeds: one GPU machine, not run yet"),
 }
-STAGE1 = [("psnr", "PSNR (dB)"), ("depth_l1", "depth L1"), ("rotation_error_deg", "rotation error (deg)"),
-          ("translation_error", "translation error")]
-PRIOR = [("kid", "KID"), ("reference/training_latents/kid", "KID, training latents"),
-         ("reference/gaussian/kid", "KID, Gaussian fit"), ("inside_room", "cameras inside"),
-         ("step_ratio", "step ratio"), ("turn_ratio", "turn ratio"), ("nn_train_ratio", "NN-train ratio"),
-         ("label_accuracy", "floor accuracy")]
 
 
-def run_prior(key: str, root: str, bindings: list[str]) -> Any:
-    _, gin_file, autodecoder, extra = PRIORS[key]
-    workdir = os.path.join(root, key)
-    os.makedirs(workdir, exist_ok=True)
-    shared = f"gaudi.autodecoder_workdir = '{os.path.join(root, 'autodecoder_' + autodecoder)}'"
-    with open(os.path.join(workdir, "log.txt"), "a") as log, contextlib.redirect_stdout(log), \
-            contextlib.redirect_stderr(log):
-        return run_config([gin_file], [*bindings, *extra, shared], workdir)
+def measure() -> dict[str, Any]:
+    """Both stages' steps and batches, the draws, the scenes per draw, the rooms and frames."""
+    import gin
+
+    from engine.program import configured_steps
+    prior_steps, prior_batch = configured_steps("prior"), gin.query_parameter("prior/train.batch_size")
+    return {"stage-1 steps": configured_steps(), "stage-1 batch": gin.query_parameter("train.batch_size"),
+            "prior steps": prior_steps, "prior batch": prior_batch,
+            "draws": gin.query_parameter("LatentPrior.draws"),
+            "scenes per draw": gin.query_parameter("LatentPrior.eval_samples"),
+            "rooms": _resolved(gin.query_parameter("ProceduralRooms.count")),
+            "frames": _resolved(gin.query_parameter("ProceduralRooms.frames"))}
 
 
-def scalars(metrics: dict[str, Any]) -> dict[str, float]:
-    return {k: float(getattr(v, "value", v)) for k, v in metrics.items() if isinstance(getattr(v, "value", v), (int, float))}
+def _resolved(value: Any) -> Any:
+    """A macro's value (`%NUM_SCENES`) rather than the reference to it."""
+    import gin
+    if isinstance(value, gin.config.ConfigurableReference) and value.configurable.name == "macro":
+        return value.scoped_configurable_fn()
+    return value
 
 
-def last_images(workdir: str) -> dict[str, bytes]:
-    """The PNG bytes of the last logged step of every TensorBoard image tag in `workdir`."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    events = EventAccumulator(os.path.join(workdir, "tb"), size_guidance={"images": 0})
-    events.Reload()
-    return {tag: events.Images(tag)[-1].encoded_image_string for tag in events.Tags()["images"]}
+def extract(result: Any) -> dict[str, Any]:
+    """Draw 0 as the validation split, the mean of draws 1.. as the test split (every test draw's
+    value kept), and stage 1's reconstruction metrics."""
+    finished = result.prior is not None and result.prior.finished
+    if not finished:
+        return {"metrics": {}, "finished": False, "extra": {}}
+    logged = {k: float(v) for k, v in result.prior.metrics["train"].items() if isinstance(v, (int, float))}
+    draws: dict[str, list[float]] = {}
+    metrics: dict[str, float] = {}
+    for key, value in logged.items():
+        if not key.startswith("draw_"):
+            continue
+        index, name = key[len("draw_"):].split("/", 1)
+        if int(index) == 0:
+            metrics[f"validation/{name}"] = value
+        else:
+            draws.setdefault(f"test/{name}", []).append(value)
+    metrics.update({key: sum(values) / len(values) for key, values in draws.items()})
+    stage1 = {k: float(v) for k, v in result.autodecoder.metrics["train"].items() if isinstance(v, (int, float))}
+    return {"metrics": metrics, "finished": True, "extra": {"draws": draws, "stage1": stage1}}
 
 
-def save_png(data: bytes, path: str, scale: int = 4) -> None:
-    """Write an image enlarged `scale` times with nearest-neighbour pixels (the frames are 32 px)."""
+def autodecoder_folder(root: str, budget: str) -> str:
+    """The stage-1 folder every arm of one seed shares ('{seed}' left for the seed bindings)."""
+    return os.path.join(root, NAME, budget, "autodecoder", "seed_{seed}")
+
+
+def make_study(root: str, budget: str) -> Study:
+    """The study whose runs live under `root`; every arm of seed s binds the same auto-decoder folder."""
+    notes = (
+        "Bed: 160 procedural box rooms x 8 frames at 32x32 (`gin/gaudi/gaudi_rooms.gin`). Columns: KID of the "
+        "rendered frames against the real frames in a small floor-colour classifier's features; floor accuracy: "
+        "how often that classifier sees the asked floor colour (training latents: their true colour; the "
+        "unconditional prior and the Gaussian fit cannot be asked, so they have none); cameras inside a closed "
+        "room; step and turn ratio of sampled paths over real ones (1 = real); NN-train ratio (latents): distance "
+        "from a sampled latent to its nearest training latent over the typical distance between training latents; "
+        "NN-train ratio (frames): the same with a sample's rendered frames against the real frames of the "
+        "training trajectories (about 0 = copies of training scenes; the training-latents row shows what an "
+        "exact copy scores, its reconstruction error; the Gaussian row what a new but crude scene scores).",
+        f"Unit of every mean, interval and claim: one test draw of 32 sampled scenes ({TEST_DRAWS} per training "
+        "seed; draw k of a seed uses the same sampling noise in every arm, so the guided and unguided rows of one "
+        "draw start from the same noise). The interval covers the sampling noise only: the cpu budget has one "
+        "training seed, so it says nothing about how another auto-decoder or prior would do.",
+        "The auto-decoder has no held-out scenes (it fits every trajectory), so the splits are draws: draw 0 is the "
+        "validation draw, draws 1-5 the test draws. KID of the conditional rows is not comparable with the "
+        "unconditional ones: they ask for exactly balanced floor colours, which removes the floor-colour sampling "
+        "noise every other row carries; compare the conditional rows with each other.")
+    return Study(name=NAME, title="GAUDI, procedural rooms: KID of frames rendered from sampled latents", arms=ARMS,
+                  budgets=BUDGETS, claims=CLAIMS, metric="kid", direction="lower", select_split="validation",
+                  report_split="test", measure=measure, extract=extract, columns=COLUMNS, notes=notes,
+                  draws=TEST_DRAWS,
+                  seed_bindings=(f"gaudi.autodecoder_workdir = '{autodecoder_folder(root, budget)}'",))
+
+
+def analysis(results: dict) -> dict:
+    """Stage 1's reconstruction of its training trajectories, per training seed (every arm shares it)."""
+    first = results["arms"][0]["runs"]
+    rows = [{"seed": r["seed"], **{metric: r["extra"]["stage1"].get(metric, float("nan")) for _, metric in STAGE1}}
+            for r in first]
+    columns = [["training seed", "{seed}"]] + [[label, f"{{{metric}:.3f}}"] for label, metric in STAGE1]
+    return {"tables": {"stage1": {"title": "Stage 1, whole frames of the training trajectories rendered from their "
+                                           "true cameras, and their decoded camera paths",
+                                  "columns": columns, "rows": rows}}}
+
+
+def strips(results: dict, root: str, out: str) -> list[str]:
+    """PNG strips from the first seed's TensorBoard images: stage 1's reconstructions, each arm's samples."""
     from PIL import Image
-    image = Image.open(io.BytesIO(data))
-    image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(path)
-
-
-def write_strips(root: str, keys: list[str], out: str) -> list[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    budget, seed = results["budget"]["name"], results["budget"]["seeds"][0]
+    sources = [("stage1", autodecoder_folder(root, budget).format(seed=seed), "reconstruction")]
+    sources += [(arm["name"], os.path.join(protocol.REPO_ROOT, arm["runs"][0]["workdir"], "prior"), "samples")
+                for arm in results["arms"]]
     written = []
-    autodecoders = sorted({PRIORS[k][2] for k in keys})
-    for name in autodecoders:
-        images = last_images(os.path.join(root, f"autodecoder_{name}"))
-        if "eval_train/reconstruction" in images:
-            written.append(f"reconstruction_{name}.png")
-            save_png(images["eval_train/reconstruction"], os.path.join(out, written[-1]))
-    for key in keys:
-        images = last_images(os.path.join(root, key, "prior"))
-        for tag in ("samples", "flythrough_0", "flythrough_1"):
-            if f"eval_train/{tag}" in images:
-                written.append(f"{tag}_{key}.png")
-                save_png(images[f"eval_train/{tag}"], os.path.join(out, written[-1]))
-        # The interpolation runs between two training latents: the same strip for every prior of one
-        # auto-decoder, so it is written once per auto-decoder.
-        interpolation = f"interpolation_{PRIORS[key][2]}.png"
-        if "eval_train/interpolation" in images and interpolation not in written:
-            written.append(interpolation)
-            save_png(images["eval_train/interpolation"], os.path.join(out, interpolation))
+    for name, folder, tag in sources:
+        events = EventAccumulator(os.path.join(folder, "tb"), size_guidance={"images": 0})
+        events.Reload()
+        if f"eval_train/{tag}" not in events.Tags()["images"]:
+            continue
+        image = Image.open(io.BytesIO(events.Images(f"eval_train/{tag}")[-1].encoded_image_string))
+        written.append(os.path.join(out, results["study"], f"{budget}_{tag}_{name}.png"))
+        image.resize((image.width * 3, image.height * 3), Image.NEAREST).save(written[-1])
     return written
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500, help="stage-1 (auto-decoder) steps")
-    parser.add_argument("--prior-steps", type=int, default=2000)
-    parser.add_argument("--ablation", action="store_true", help="also train a beta = 0 auto-decoder and its prior")
-    parser.add_argument("--priors", default="unconditional,conditional,conditional_w0")
-    parser.add_argument("--bind", action="append", default=[], help="extra gin bindings for every run")
-    parser.add_argument("--root", default=os.path.join(REPO_ROOT, "runs", "gaudi"))
-    parser.add_argument("--out", default=os.path.join(REPO_ROOT, "results", "gaudi"))
+    protocol.add_arguments(parser)
+    parser.add_argument("--print-plan", action="store_true", help="check and print the plan; train nothing")
     args = parser.parse_args(argv)
-    keys = [k for k in args.priors.split(",") if k] + (["beta0"] if args.ablation else [])
-    unknown = [k for k in keys if k not in PRIORS]
-    if unknown:
-        parser.error(f"unknown priors {unknown}; choose from {sorted(PRIORS)}")
-    os.makedirs(args.out, exist_ok=True)
-    bindings = [f"train.steps = {args.steps}", f"train.eval_every = {args.steps}",
-                f"prior/train.steps = {args.prior_steps}", f"prior/train.eval_every = {args.prior_steps}", *args.bind]
-    results: dict[str, dict[str, Any]] = {}
-    for key in keys:
-        start = time.time()
-        result = run_prior(key, args.root, bindings)
-        results[key] = {"stage1": scalars(result.autodecoder.metrics["train"]),
-                        "prior": scalars(result.prior.metrics["train"]), "seconds": time.time() - start}
-        print(f"{key}: {time.time() - start:.0f} s, KID {results[key]['prior']['kid']:.3f}", flush=True)
-
-    stage1_rows, seen = [], set()
-    for key in keys:
-        if PRIORS[key][2] not in seen:
-            seen.add(PRIORS[key][2])
-            beta = PRIORS[key][2].split("_", 1)[1]
-            stage1_rows.append({"latent noise beta": beta,
-                                **{label: results[key]["stage1"].get(name) for name, label in STAGE1}})
-    prior_rows = [{"prior": PRIORS[k][0], **{label: results[k]["prior"].get(name) for name, label in PRIOR}}
-                  for k in keys]
-    strips = write_strips(args.root, keys, args.out)
-    command = "python launch/reproduce.py gaudi " + " ".join(argv)
-    text = (f"# GAUDI on procedural rooms (CPU scale)\n\n`{command.strip()}`: stage 1 {args.steps} steps, each prior "
-            f"{args.prior_steps} steps; {', '.join(args.bind) or 'gin defaults otherwise'}.\n\n"
-            "## Stage 1: reconstruction of the training trajectories\n\n"
-            + markdown_table(stage1_rows, ["latent noise beta"] + [label for _, label in STAGE1])
-            + "\n## Stage 2: scenes generated from sampled latents\n\n"
-            + markdown_table(prior_rows, ["prior"] + [label for _, label in PRIOR])
-            + "\nStrips: " + ", ".join(strips) + "\n")
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write(text)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1, sort_keys=True)
-    print(text)
-    return 0
+    if args.budget not in BUDGETS:
+        parser.error(f"unknown budget {args.budget!r}; choose from {list(BUDGETS)}")
+    root, out = os.path.abspath(args.workdir), os.path.abspath(args.out)
+    study = make_study(root, args.budget)
+    if args.print_plan:
+        plan = protocol.Plan(study, args.budget, root, "")
+        runs = len(plan.first_phase())  # nothing is tuned: no second phase
+        print(f"{study.name} [{args.budget}]: {runs} runs; " +
+              "; ".join(f"{arm}: {value}" for arm, value in plan.measured.items()))
+        return 0
+    command = shlex.join(["python", "launch/reproduce.py", "gaudi", *argv])
+    code = protocol.main([study], args, command)
+    if code == 0:
+        from launch import tables
+        results = tables.load(f"{NAME}/{args.budget}", out)
+        results["analysis"] = analysis(results)
+        protocol.write_results(results, out)
+        print("wrote " + ", ".join(strips(results, root, out)))
+    return code

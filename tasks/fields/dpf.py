@@ -196,6 +196,26 @@ class FieldDiffusion(Task):
         draws = fitted_gaussian_draws(values, count, rng)
         return self.source.finalize(draws.reshape(count, *values.shape[1:]).astype(np.float32))
 
+    def holdout_samples(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """The oracle: `count` held-out fields (never trained on, never scored against) as samples."""
+        pool = self.source.pool("holdout").values
+        require(count <= len(pool), f"{count} oracle samples need as many holdout fields, got {len(pool)}: "
+                f"raise {type(self.source).__name__}.holdout_fields")
+        return pool[np.sort(rng.choice(len(pool), size=count, replace=False))]
+
+    def method_samples(self, method: str, model: torch.nn.Module | None, count: int, seed: int) -> np.ndarray:
+        """`count` finalized fields at the training resolution from `method`: 'dpf' (the model's
+        samples), 'gaussian' (the fitted Gaussian) or 'oracle' (held-out fields); one seed, one draw."""
+        rng = np.random.default_rng(seed)
+        if method == "gaussian":
+            return self.gaussian_samples(count, rng)
+        if method == "oracle":
+            return self.holdout_samples(count, rng)
+        require(method == "dpf" and model is not None, f"unknown field method {method!r} (or no model to sample)")
+        generator = torch.Generator().manual_seed(seed)
+        raw = self.sample(model, count, self.source.train_resolution, generator, self.balanced_labels(count))
+        return self.source.finalize(raw.numpy())
+
     # --- evaluation -------------------------------------------------------------------------------
     def evaluate(self, model, split, shard):
         metrics = super().evaluate(model, split, shard) if self.eval_batches else {}

@@ -5,8 +5,10 @@ Evaluation samples latents, decodes each into a radiance field and a camera path
 stage-1 decoder, renders the frames along the path, and scores them: KID against the real frames
 in a frame classifier's feature space, whether the sampled cameras stand inside a closed room,
 how smooth the paths are, how far samples sit from the training latents, and (conditional) how
-often the frames show the asked category. The same scores for the training latents themselves
-and for a Gaussian fitted to them bound the prior from above and below.
+often the frames show the asked category. `draw_from` scores, with the same code, the training
+latents themselves or a Gaussian fitted to them instead of the prior: the references that bound it
+from above and below. `draws` independent sample sets are scored per evaluation (each metric is
+their mean; every draw's value is logged as `draw_<k>/<metric>`).
 """
 from __future__ import annotations
 
@@ -30,6 +32,9 @@ from tasks.scenes.metrics import enclosed, fraction, path_steps
 from tasks.scenes.trajectories import SceneTrajectories
 
 
+DRAW_FROM = ("prior", "training_latents", "gaussian")
+
+
 @gin.configurable
 class LatentPrior(LatentDiffusion):
     """A diffusion prior on `latents` (N, D) of the frozen GAUDI `decoder` trained on `scenes`.
@@ -37,19 +42,24 @@ class LatentPrior(LatentDiffusion):
     `condition`: None (unconditional) or a label name of the scenes, e.g. 'floor'; the label is
     replaced by the null class with `condition_dropout` in training, and sampling mixes
     conditional and unconditional predictions with `guidance_scale`. `eval_samples` latents are
-    sampled per evaluation; `feature_label` is what the frame classifier for KID learns (None:
-    which trajectory a frame comes from).
+    sampled per evaluation, in each of `draws` sets; `feature_label` is what the frame classifier
+    for KID learns (None: which trajectory a frame comes from). `draw_from`: 'prior' (the model's
+    samples), 'training_latents' (a random `eval_samples` of them, with their true labels) or
+    'gaussian' (N(mean, covariance) of the latents): the references, scored like the prior.
     """
 
     def __init__(self, *, latents: np.ndarray, decoder: torch.nn.Module, scenes: SceneTrajectories,
                  diffusion: GaussianDiffusion | None = None, sampler: Sampler | None = None,
                  condition: str | None = None, condition_dropout: float = 0.1, guidance_scale: float = 1.0,
                  eval_batches: int = 4, eval_samples: int = 32, strip_samples: int = 4, video_frames: int = 16,
-                 interpolation_steps: int = 8, feature_label: str | None = "floor", feature_steps: int = 300) -> None:
+                 interpolation_steps: int = 8, feature_label: str | None = "floor", feature_steps: int = 300,
+                 draws: int = 1, draw_from: str = "prior") -> None:
         require(len(latents) == len(scenes), f"LatentPrior needs one latent per trajectory: got {len(latents)} "
                 f"latents for {len(scenes)} trajectories")
         require(eval_samples == 0 or eval_samples >= 4,
                 f"LatentPrior.eval_samples must be 0 (no sampling) or >= 4 for the metrics, got {eval_samples!r}")
+        require(draw_from in DRAW_FROM, f"LatentPrior.draw_from must be one of {DRAW_FROM}, got {draw_from!r}")
+        require(isinstance(draws, int) and draws >= 1, f"LatentPrior.draws must be an integer >= 1, got {draws!r}")
         labels = None if condition is None else scenes.label(condition)
         super().__init__(latents=latents, labels=labels, num_classes=0 if condition is None else scenes.num_classes[condition],
                          diffusion=diffusion, sampler=sampler, condition_dropout=condition_dropout,
@@ -59,6 +69,7 @@ class LatentPrior(LatentDiffusion):
         self.eval_samples, self.strip_samples = eval_samples, strip_samples
         self.video_frames, self.interpolation_steps = video_frames, interpolation_steps
         self.feature_label, self.feature_steps = feature_label, feature_steps
+        self.draws, self.draw_from = draws, draw_from
 
     @torch.no_grad()
     def render(self, latents: torch.Tensor, times: np.ndarray | None = None, chunk: int = 8) -> dict[str, torch.Tensor]:
@@ -92,12 +103,17 @@ class LatentPrior(LatentDiffusion):
         features, classes = self.classifier().embed(frames)
         paths = path_steps(rendered["quaternion"], rendered["translation"])
         normalised = ((latents.numpy() - self.mean) / self.std)
+        # Memorisation in what a viewer sees: a sample's frames against the nearest training
+        # trajectory's real frames, over how far real training trajectories lie from each other.
+        flat = rendered["rgb"].numpy().reshape(len(latents), -1)
         metrics = {"kid": gm.kernel_inception_distance(data["real_features"], (features - data["mean"]) / data["std"]),
                    "inside_room": fraction(rendered["inside"]),
                    "step_ratio": float(paths["step"].mean() / data["step"]),
                    "turn_ratio": float(paths["turn"].mean() / data["turn"]),
                    "position_jerk": float(paths["position_jerk"].mean()), "turn_jerk_deg": float(paths["turn_jerk"].mean()),
-                   "nn_train_ratio": float(gm.nearest_distance(normalised, self.normalised).mean() / data["spread"])}
+                   "nn_train_ratio": float(gm.nearest_distance(normalised, self.normalised).mean() / data["spread"]),
+                   "nn_train_frames_ratio": float(gm.nearest_distance(flat, data["real_frames"]).mean()
+                                                  / data["frame_spread"])}
         if labels is not None:
             metrics["label_accuracy"] = float((classes == np.repeat(labels, scenes.frames)).mean())
         return metrics
@@ -113,19 +129,22 @@ class LatentPrior(LatentDiffusion):
         real_features, _ = self.classifier().embed(scenes.rgb.reshape(-1, scenes.height, scenes.width, 3))
         mean, std = real_features.mean(0), real_features.std(0) + 1e-6
         real = path_steps(torch.as_tensor(scenes.quaternions), torch.as_tensor(scenes.translations))
+        real_frames = scenes.rgb.reshape(len(scenes), -1).astype(np.float64)
         return {"real_features": (real_features - mean) / std, "mean": mean, "std": std,
-                "step": real["step"].mean(), "turn": real["turn"].mean(), "spread": _leave_one_out(self.normalised)}
+                "step": real["step"].mean(), "turn": real["turn"].mean(), "spread": _leave_one_out(self.normalised),
+                "real_frames": real_frames, "frame_spread": _leave_one_out(real_frames)}
 
-    @functools.cached_property
-    def references(self) -> dict[str, float]:
-        """The scores of the training latents (what a perfect prior reaches) and of a Gaussian fitted
-        to them (what a prior that knows only the first two moments reaches); computed once."""
-        count = min(max(self.eval_samples, 4), len(self.normalised))
-        chosen = np.linspace(0, len(self.normalised) - 1, count).round().astype(int)
-        training = torch.as_tensor(self.normalised[chosen] * self.std + self.mean)
-        return {f"{name}/{key}": value
-                for name, latents in (("training_latents", training), ("gaussian", self.gaussian_fit(count)))
-                for key, value in self.score(latents).items() if key in ("kid", "inside_room", "nn_train_ratio")}
+    def draw(self, model, count: int, generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray | None]:
+        """One set of `count` latents from `draw_from`, and the labels they stand for (None when
+        unconditional; the true labels of training latents when there are labels)."""
+        if self.draw_from == "prior":
+            labels = self.balanced_labels(count)
+            return self.sample(model, count, generator, labels), None if labels is None else labels.numpy()
+        if self.draw_from == "gaussian":
+            return self.gaussian_fit(count, int(torch.randint(2 ** 62, (1,), generator=generator))), None
+        chosen = torch.randperm(len(self.normalised), generator=generator)[:count].numpy()
+        latents = torch.as_tensor((self.normalised[chosen] * self.std + self.mean).astype(np.float32))
+        return latents, self.labels[chosen] if self.num_classes else None
 
     def evaluate(self, model, split, shard):
         metrics: dict[str, Any] = super().evaluate(model, split, shard) if self.eval_batches else {}
@@ -134,11 +153,16 @@ class LatentPrior(LatentDiffusion):
         count = math.ceil(self.eval_samples / shard.world_size)  # each rank its share, its own stream
         seed = int(batch_rng(shard.seed, f"samples/{split}", shard.rank).integers(2 ** 62))
         generator = torch.Generator().manual_seed(seed)
-        labels = self.balanced_labels(count)
-        latents = self.sample(model, count, generator, labels)
-        rendered = self.render(latents)
-        metrics.update(self.score(latents, None if labels is None else labels.numpy(), rendered))
-        metrics.update({f"reference/{k}": v for k, v in self.references.items()})
+        scores: dict[str, list[float]] = {}
+        for k in range(self.draws):
+            drawn, labels = self.draw(model, count, generator)
+            rendered_k = self.render(drawn)
+            for name, value in self.score(drawn, labels, rendered_k).items():
+                scores.setdefault(name, []).append(value)
+                metrics[f"draw_{k}/{name}"] = value
+            if k == 0:
+                latents, rendered = drawn, rendered_k
+        metrics.update({name: float(np.mean(values)) for name, values in scores.items()})
         if shard.rank == 0 and self.strip_samples:
             metrics.update(self.pictures(latents[:self.strip_samples], rendered["rgb"][:self.strip_samples]))
         return metrics

@@ -13,7 +13,9 @@ import numpy as np
 from engine.data import split_id
 from engine.errors import ConfigError, require_int
 
-SPLITS = ("train", "eval")
+#: `validation` chooses (budgets, context sizes, sweeps), `eval` is the test split, read once for a
+#: table; `holdout` is scored as if it were samples (the oracle row: what a perfect generator gets).
+SPLITS = ("train", "validation", "eval", "holdout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,11 +53,13 @@ class FieldSource(abc.ABC):
     #: the resolution fields are trained at (a grid side, or a number of points)
     train_resolution: int = 16
 
-    def __init__(self, *, seed: int = 0, train_fields: int = 2000, eval_fields: int = 500) -> None:
-        for name, value in (("train_fields", train_fields), ("eval_fields", eval_fields)):
-            require_int(value, f"{type(self).__name__}.{name}", low=1)
+    def __init__(self, *, seed: int = 0, train_fields: int = 2000, eval_fields: int = 500,
+                 validation_fields: int = 500, holdout_fields: int = 500) -> None:
+        self.sizes = {"train": train_fields, "validation": validation_fields, "eval": eval_fields,
+                      "holdout": holdout_fields}
+        for split, value in self.sizes.items():
+            require_int(value, f"{type(self).__name__}.{split}_fields", low=1)
         self.seed = seed
-        self.sizes = {"train": train_fields, "eval": eval_fields}
         self._cache: dict[tuple, object] = {}
 
     def _cached(self, key: tuple, make):
@@ -83,7 +87,7 @@ class FieldSource(abc.ABC):
     # --- shared behaviour ----------------------------------------------------------------------
     def key(self) -> tuple:
         """What identifies this source's data (to cache what is derived from it)."""
-        return (type(self).__name__, self.seed, self.sizes["train"], self.sizes["eval"], self.train_resolution)
+        return (type(self).__name__, self.seed, *(self.sizes[split] for split in SPLITS), self.train_resolution)
 
     def check_resolution(self, resolution: int) -> int:
         return require_int(resolution, f"{type(self).__name__}: a resolution", low=2)

@@ -42,7 +42,8 @@ class _ImageFields(FieldSource):
 
 @gin.configurable
 class DigitFields(_ImageFields):
-    """scikit-learn's handwritten digits (train / test halves) as grey fields; labels = digits."""
+    """scikit-learn's handwritten digits as grey fields; labels = digits. Training uses the train
+    half; the test half is dealt in turn to validation, eval and holdout (every third digit)."""
 
     signal_dim = 1
     num_classes = 10
@@ -55,6 +56,9 @@ class DigitFields(_ImageFields):
 
     def _parameters(self, split):
         images, labels = digits("train" if split == "train" else "test", size=8)
+        if split != "train":
+            third = np.arange(len(labels)) % 3 == ("validation", "eval", "holdout").index(split)
+            images, labels = images[third], labels[third]
         self.sizes[split] = len(labels)
         return images, labels
 
@@ -72,8 +76,10 @@ class ShapeFields(_ImageFields):
 
     def __init__(self, *, size: int = 32, shapes: tuple[str, ...] = ("circle", "square", "ring"), colors: int = 4,
                  scale: tuple[float, float] = (0.2, 0.35), seed: int = 0, train_fields: int = 2000,
-                 eval_fields: int = 500) -> None:
-        super().__init__(size=size, seed=seed, train_fields=train_fields, eval_fields=eval_fields)
+                 eval_fields: int = 500,
+                 validation_fields: int = 500, holdout_fields: int = 500) -> None:
+        super().__init__(size=size, seed=seed, train_fields=train_fields, eval_fields=eval_fields,
+                         validation_fields=validation_fields, holdout_fields=holdout_fields)
         unknown = [s for s in shapes if s not in SHAPES]
         if unknown or not shapes:
             raise ConfigError(f"ShapeFields.shapes must be names from {SHAPES}, got {shapes!r}")

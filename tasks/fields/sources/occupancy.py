@@ -69,8 +69,10 @@ class OccupancyFields(FieldSource):
     num_classes = len(KINDS)
     layout = "grid3d"
 
-    def __init__(self, *, size: int = 16, seed: int = 0, train_fields: int = 2000, eval_fields: int = 500) -> None:
-        super().__init__(seed=seed, train_fields=train_fields, eval_fields=eval_fields)
+    def __init__(self, *, size: int = 16, seed: int = 0, train_fields: int = 2000, eval_fields: int = 500,
+                 validation_fields: int = 500, holdout_fields: int = 500) -> None:
+        super().__init__(seed=seed, train_fields=train_fields, eval_fields=eval_fields,
+                         validation_fields=validation_fields, holdout_fields=holdout_fields)
         self.train_resolution = self.check_resolution(size)
 
     def coordinates(self, resolution: int) -> np.ndarray:

@@ -69,8 +69,10 @@ class SphereFields(FieldSource):
     layout = "points"
 
     def __init__(self, *, points: int = 384, coordinates: str = "xyz", eigenvectors: int = 16, neighbours: int = 10,
-                 scale: float = 0.35, seed: int = 0, train_fields: int = 2000, eval_fields: int = 500) -> None:
-        super().__init__(seed=seed, train_fields=train_fields, eval_fields=eval_fields)
+                 scale: float = 0.35, seed: int = 0, train_fields: int = 2000, eval_fields: int = 500,
+                 validation_fields: int = 500, holdout_fields: int = 500) -> None:
+        super().__init__(seed=seed, train_fields=train_fields, eval_fields=eval_fields,
+                         validation_fields=validation_fields, holdout_fields=holdout_fields)
         if coordinates not in COORDINATES:
             raise ConfigError(f"SphereFields.coordinates must be one of {COORDINATES}, got {coordinates!r}")
         if coordinates == "eigen" and not 1 <= eigenvectors < points:

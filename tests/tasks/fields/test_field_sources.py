@@ -92,3 +92,20 @@ def test_sphere_fields_follow_their_label_degree():
         if degree in energy:  # degree-1 and degree-3 anomalies are the only energy at their degree
             assert energy[degree] > 0.01 and all(e < 1e-3 for l, e in energy.items() if l != degree)
     assert source.render(pool.values[:2], 384).shape == (2, 32, 64, 3)
+
+
+def test_validation_test_and_holdout_pools_share_no_field():
+    source = ShapeFields(size=8, train_fields=40, eval_fields=30, validation_fields=20, holdout_fields=25)
+    pools = {split: source.pool(split).values.reshape(len(source.pool(split)), -1)
+             for split in ("train", "validation", "eval", "holdout")}
+    assert [len(p) for p in pools.values()] == [40, 20, 30, 25]
+    for a in pools:
+        for b in pools:
+            if a < b:  # shapes on an 8x8 grid can coincide by chance; whole pools never do
+                shared = sum(any(np.array_equal(x, y) for y in pools[b]) for x in pools[a])
+                assert shared < 0.2 * min(len(pools[a]), len(pools[b])), (a, b)
+    digits_source = DigitFields(size=8)
+    held = [digits_source.pool(split) for split in ("validation", "eval", "holdout")]
+    assert sum(len(p) for p in held) == len(digits("test")[1])  # the test half, dealt in thirds
+    with pytest.raises(ConfigError, match="splits"):
+        source.pool("test")

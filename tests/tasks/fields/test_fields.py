@@ -3,6 +3,8 @@ never noised, the loss sees only query noise, the sampler refreshes the context 
 queries, a single field can be overfit, and evaluation scores and draws samples."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -158,3 +160,53 @@ def test_bad_task_settings_are_config_errors():
     with pytest.raises(ConfigError, match="unconditional model"):
         task = small_task(conditional=True)
         task.loss(tiny_model(), next(task.batches("train", Shard(batch_size=2))))
+
+
+def test_feature_network_is_trained_once_saved_and_scores_the_same_on_any_thread_count(tmp_path, monkeypatch):
+    from tasks.fields import features
+    monkeypatch.setenv("GINTRAIN_CACHE", str(tmp_path / "a"))
+    monkeypatch.setattr(features, "_CACHE", {})
+    task = small_task(eval_samples=8, feature_steps=20)
+    samples = task.gaussian_samples(16, np.random.default_rng(0))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        first = task.feature_net()
+        scores = task.score(samples, "eval")
+        assert os.path.exists(first.path) and first.path.startswith(str(tmp_path / "a"))
+        # Another process (an empty memory cache) on one thread loads the saved file: the same net, the same scores.
+        monkeypatch.setattr(features, "_CACHE", {})
+        torch.set_num_threads(1)
+        again = task.feature_net()
+        assert again is not first and again.digest == first.digest
+        assert task.score(samples, "eval") == scores
+        # Trained afresh (another cache) under another thread count: the same weights, since it trains on one thread.
+        monkeypatch.setenv("GINTRAIN_CACHE", str(tmp_path / "b"))
+        monkeypatch.setattr(features, "_CACHE", {})
+        torch.set_num_threads(2)
+        fresh = task.feature_net()
+    finally:
+        torch.set_num_threads(threads)
+    assert fresh.path != first.path
+    for name, weight in first.state_dict().items():
+        assert torch.equal(weight, fresh.state_dict()[name]), name
+
+
+def test_each_method_draws_from_its_own_source_of_fields():
+    source = SphereFields(points=64, train_fields=40, eval_fields=8, validation_fields=8, holdout_fields=12)
+    task = FieldDiffusion(source=source, context_points=16, query_points=16, eval_samples=8,
+                          sampler=DDIMSampler(steps=2))
+    oracle = task.method_samples("oracle", None, 8, seed=3)
+    holdout = source.pool("holdout").values
+    assert all(any(np.array_equal(field, h) for h in holdout) for field in oracle)
+    assert np.array_equal(oracle, task.method_samples("oracle", None, 8, seed=3))  # a draw is its seed's
+    assert not np.array_equal(oracle, task.method_samples("oracle", None, 8, seed=4))
+    gaussian = task.method_samples("gaussian", None, 8, seed=3)
+    assert gaussian.shape == (8, 64, 1) and not any(np.array_equal(g, h) for g in gaussian for h in holdout)
+    model = tiny_model(signal_dim=1, coord_dim=3).eval()
+    sampled = task.method_samples("dpf", model, 8, seed=3)
+    assert sampled.shape == (8, 64, 1) and np.abs(sampled).max() <= 1
+    with pytest.raises(ConfigError, match="holdout_fields"):
+        task.method_samples("oracle", None, 13, seed=0)
+    with pytest.raises(ConfigError, match="unknown field method"):
+        task.method_samples("vae", None, 8, seed=0)
