@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import statistics
 from typing import Any, Iterable, Iterator, Sequence
 
 from engine import config, program
@@ -49,18 +48,3 @@ def markdown_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], float
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
-
-
-def mean_std(values: Iterable[float], *, percent: bool = False, empty: str = "n/a") -> str:
-    """'mean ± standard deviation' over seeds for a table cell, NaNs dropped. Fractions print with
-    three decimals and a lone value without a spread; `percent` prints x100 with one decimal and
-    always a spread (0.0 for one seed), as the GIFT and AAPE tables do."""
-    values = [float(v) for v in values if v == v]
-    if not values:
-        return empty
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    if percent:
-        return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
