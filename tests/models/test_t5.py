@@ -10,14 +10,21 @@ Where the expected parameter counts come from:
   (tied embeddings, ReLU FFN, 32 relative buckets), recorded with its shape. Every size file is
   compared to it exactly; when transformers is installed the record itself is rebuilt and
   checked (on the meta device, so XXL allocates nothing); otherwise that one test is skipped.
+- EXACT: the exact counts of T5-Small/Base/Large/3B listed in KerasNLP's T5 presets, a third
+  implementation (cited below); our XL size file is T5-3B's shape.
+- hugging_face_weights(): Hugging Face's T5ForConditionalGeneration (modeling_t5.py, v1.0
+  settings) written out weight by weight from its module definitions, so every size file, the
+  DeepNarrow variants included, is checked against an oracle that does not use our formula and
+  runs without `transformers`.
 - Removed from the published table: Large 737.7M, Small-NL16 133.9M, Small-NL24 192.7M,
   Base-NL36 619.4M, Large-NL36 1,090.1M and XL-NL32 3,791.2M (no source: they were our own formula
-  rounded), and Small-DL4 52.13M (a card figure that could not be checked here). These shapes are
-  now covered by the exact Hugging Face comparison only.
+  rounded), and Small-DL4 52.13M (a card figure that could not be checked here). Large is now an
+  EXACT entry; the others are checked against the written-out Hugging Face weights.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 
@@ -44,6 +51,10 @@ PUBLISHED = {
     "xl": 2852e6,          # google/t5-efficient-xl card before commit 3d6744b: "2852 million parameters"
     "xxl": 11_307.38e6,    # google/t5-efficient-xxl card: 11307.38 million
 }
+
+# Exact counts from keras-team/keras-hub, keras_nlp/models/t5/t5_presets.py ("params" of the presets
+# t5_small, t5_base, t5_large, t5_3b; vocabulary 32128, ReLU FFN, tied embeddings).
+EXACT = {"small": 60_506_624, "base": 222_903_552, "large": 737_668_096, "xl": 2_851_598_336}
 
 with open(os.path.join(os.path.dirname(__file__), "data", "t5_hf_parameter_counts.json")) as _handle:
     HF_COUNTS = json.load(_handle)["shapes"]
@@ -84,6 +95,60 @@ def test_built_and_analytic_counts_equal_hugging_face_t5_exactly(name):
     assert size_shape(name) == recorded["shape"], "the size file no longer has the shape the count was recorded for"
     assert t5_parameter_count(**recorded["shape"]) == recorded["parameters"]
     assert built_count(name) == recorded["parameters"]
+
+
+@pytest.mark.parametrize("name", sorted(EXACT))
+def test_built_and_analytic_counts_equal_the_keras_presets_exactly(name):
+    assert t5_parameter_count(**size_shape(name)) == EXACT[name]
+    assert built_count(name) == EXACT[name]
+
+
+def hugging_face_weights(shape: dict[str, int], vocab_size: int = 32128, buckets: int = 32) -> dict[str, tuple]:
+    """The state dict of transformers' T5ForConditionalGeneration (models/t5/modeling_t5.py, T5 v1.0:
+    ReLU DenseReluDense, tied lm_head) by name and shape, written out from its module definitions:
+    T5Attention has bias-free q/k/v (d_model -> heads * d_kv) and o, and a relative_attention_bias
+    (buckets x heads) only where has_relative_attention_bias, which T5Stack sets for block 0 alone;
+    T5LayerCrossAttention never has one; T5LayerNorm is a weight without bias."""
+    d, inner, heads, d_ff = shape["d_model"], shape["num_heads"] * shape["d_kv"], shape["num_heads"], shape["d_ff"]
+    weights = {"shared.weight": (vocab_size, d)}  # encoder/decoder embed_tokens and lm_head are this tensor
+
+    def attention(prefix: str, relative: bool) -> None:
+        for name, size in (("q", (inner, d)), ("k", (inner, d)), ("v", (inner, d)), ("o", (d, inner))):
+            weights[f"{prefix}.{name}.weight"] = size
+        if relative:
+            weights[f"{prefix}.relative_attention_bias.weight"] = (buckets, heads)
+
+    for stack, layers in (("encoder", shape["encoder_layers"]), ("decoder", shape["decoder_layers"])):
+        for i in range(layers):
+            block = f"{stack}.block.{i}.layer"
+            attention(f"{block}.0.SelfAttention", relative=i == 0)
+            weights[f"{block}.0.layer_norm.weight"] = (d,)
+            sublayer = 1
+            if stack == "decoder":
+                attention(f"{block}.1.EncDecAttention", relative=False)
+                weights[f"{block}.1.layer_norm.weight"] = (d,)
+                sublayer = 2
+            weights[f"{block}.{sublayer}.DenseReluDense.wi.weight"] = (d_ff, d)
+            weights[f"{block}.{sublayer}.DenseReluDense.wo.weight"] = (d, d_ff)
+            weights[f"{block}.{sublayer}.layer_norm.weight"] = (d,)
+        weights[f"{stack}.final_layer_norm.weight"] = (d,)
+    return weights
+
+
+def test_the_written_out_hugging_face_weights_reproduce_the_keras_presets():
+    """The oracle below is itself checked against the cited exact counts."""
+    for name, expected in EXACT.items():
+        weights = hugging_face_weights(size_shape(name))
+        assert sum(math.prod(size) for size in weights.values()) == expected
+
+
+@pytest.mark.parametrize("name", PAPER_SIZES)
+def test_every_size_file_counts_what_the_written_out_hugging_face_t5_holds(name):
+    shape = size_shape(name)
+    expected = sum(math.prod(size) for size in hugging_face_weights(shape).values())
+    assert t5_parameter_count(**shape) == expected
+    assert built_count(name) == expected
+    assert HF_COUNTS[name]["parameters"] == expected  # the recorded transformers count agrees too
 
 
 def hugging_face_count(shape: dict[str, int]) -> int:
