@@ -7,9 +7,8 @@
 #   checkpoint   activation checkpointing at LRA's 4K tokens: peak CUDA memory and time, with vs without
 #   strategies   every strategy on one rank over NCCL (bf16): steps/s and peak memory vs ddp
 #   tests        the CUDA suite (not distributed, not slow) in the background, beside ...
-#   studies      ... the study `gpu` budgets that fit (Hyper-UT C-PVR; a study reuses its finished runs
-#                when started again, so a later session carries on where this one stopped)
-#   lra          (not a default part) LRA ListOps/Pathfinder small with every attention at once
+#   studies      ... every study's `gpu` budget at once, each cut at $STUDIES_TIMEOUT; a study reuses its
+#                finished runs when started again, so a later session carries on where this one stopped
 # $OUT defaults to results/device/<date>-<GPU name>/, so a session's figures are kept beside the
 # other results (the benchmarks write their JSON records there too).
 #
@@ -17,15 +16,13 @@
 #   PARTS="smoke throughput" bash launch/device_check.sh
 #
 # Packages the GPU image lacks travel as wheels in .whl/ and, for sdist-only ones (deepspeed,
-# fairscale), as copied package folders in .devsite/; a prebuilt LRA data cache in .lracache/.
-# Build them here (all three are git-ignored through .git/info/exclude):
+# fairscale), as copied package folders in .devsite/. Build them here (git-ignored through
+# .git/info/exclude):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux2014_x86_64 -d .whl gin-config==0.5.0 hjson==3.1.0 pydantic==2.13.4 \
 #     pydantic-core==2.46.4 annotated-types==0.7.0 typing-inspection==0.4.2
 #   cp -r $(python -c 'import deepspeed,os;print(os.path.dirname(deepspeed.__file__))') \
 #         $(python -c 'import fairscale,os;print(os.path.dirname(fairscale.__file__))') .devsite/
-#   python launch/reproduce.py lra --budget small --cache .lracache ... (or any run that builds
-#     the ListOps/Pathfinder caches with LRAListOps.cache / LRAPathfinder.cache = '.lracache')
 set -u
 cd "$(dirname "$0")/.."
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr -cs 'A-Za-z0-9' '_' | sed 's/_$//')
@@ -120,33 +117,20 @@ if part tests; then
 fi
 
 if part studies; then
-  echo "=== study gpu budgets that fit (Hyper-UT C-PVR), written under results/"
-  timeout ${STUDIES_TIMEOUT:-270} $PY launch/reproduce.py hyperut --budget gpu --only cpvr --jobs ${STUDY_JOBS:-8} \
-    > "$OUT/study-hyperut.log" 2>&1; echo "hyperut gpu study exit $?" >> "$OUT/study-hyperut.log"
-  tail -40 "$OUT/study-hyperut.log"
-fi
-
-if part lra; then
-  echo "=== LRA small, all attentions in parallel on the GPU"
-  CACHE=$PWD/.lracache
-  RUNS=/tmp/lra-runs
-  ATTENTIONS=$(ls gin/lra/attention/*.gin | xargs -n1 basename | sed 's/\.gin$//' | tr '\n' ' ')
-  TASKS=${LRA_TASKS:-"listops pathfinder"}
+  # Every study's gpu budget at once (small models: they share the GPU), each with its own time limit
+  # and log; a study stopped by its limit keeps its finished runs, and the same command resumes it.
+  echo "=== study gpu budgets, written under results/ (resumable)"
+  STUDIES=${STUDIES:-"hyperut:--only=cpvr lra:--tasks=listops saturation scaling_archs deepnarrow dpf gaudi"}
   pids=()
-  for task in $TASKS; do
-    for attention in $ATTENTIONS; do
-      OMP_NUM_THREADS=1 timeout ${LRA_TIMEOUT:-270} $PY launch/reproduce.py lra --tasks $task --attentions $attention \
-        --budget small --cache "$CACHE" --runs $RUNS --out /tmp/lra-out/$task-$attention \
-        > /tmp/lra-$task-$attention.log 2>&1 &
-      pids+=($!)
-    done
+  for entry in $STUDIES; do
+    name=${entry%%:*}; extra=$([ "$name" = "$entry" ] || echo "${entry#*:}" | tr ',' ' ')
+    (OMP_NUM_THREADS=2 timeout ${STUDIES_TIMEOUT:-270} $PY launch/reproduce.py $name --budget gpu $extra \
+       --jobs ${STUDY_JOBS:-2} > "$OUT/study-$name.log" 2>&1; echo "$name gpu study exit $?" >> "$OUT/study-$name.log") &
+    pids+=($!)
   done
   wait "${pids[@]}"
-  tail -n 3 /tmp/lra-*.log > "$OUT/lra.txt"
-  # The finished runs are reused: this pass only evaluates and writes the combined table.
-  timeout ${LRA_EVAL_TIMEOUT:-90} $PY launch/reproduce.py lra --tasks "$(echo $TASKS | tr ' ' ',')" --budget small \
-    --cache "$CACHE" --runs $RUNS --out "$OUT/lra" >> "$OUT/lra.txt" 2>&1
-  cat "$OUT/lra/table.md"
+  tail -n 4 "$OUT"/study-*.log
 fi
+
 wait
 echo "=== done"

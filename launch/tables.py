@@ -7,9 +7,11 @@ A page marks each generated block:
     <!-- /results -->
 
 `results:` is followed by one or more results files (paths under results/ without `.json`, joined by
-commas) and a view: `full`, `table` (the arms), `claims` (one study), `summary` (arms x studies),
-`verdicts` (claims x studies) or `analysis` (a study's own tables, e.g. the saturation fits).
-Several files share a block only when they come from the same budget and the same machine.
+commas) and a view: `full`, `table` (the arms), `claims` (one study), `summary` (arms x studies) or
+`verdicts` (claims x studies). Several files share a block only when they come from the same budget
+and the same machine. A study's own tables derived from its results (fits, rankings) are a record in
+the benchmark layout beside them (results/<study>/<budget>_analysis.json, written by
+launch/reproductions/_scaling.py's `write_analysis`) and use the record views below.
 
 A benchmark's record (`results/bench/NAME.json`, written by `python launch/bench.py NAME`, see
 launch/benchmarks/_record.py) has its own views: `table` (its tables), `sentence` (its summary
@@ -35,7 +37,7 @@ RESULTS = os.path.join(REPO_ROOT, "results")
 MARKER = re.compile(r"(^<!-- results:(?P<keys>[\w./,-]+)(?:\s+(?P<view>\w+))?\s*-->\n)(?P<body>.*?)(^<!-- /results -->)",
                     re.S | re.M)
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)  # a marker shown inside a code block is an example
-VIEWS = ("full", "table", "claims", "summary", "verdicts", "analysis")
+VIEWS = ("full", "table", "claims", "summary", "verdicts")
 
 
 class TableError(Exception):
@@ -170,16 +172,7 @@ def full(results: Mapping[str, Any]) -> str:
     parts = [f"# {results['title']}", "", *[line + "  " for line in header_lines(results)], ""]
     parts += [note for note in results["notes"]] + ([""] if results["notes"] else [])
     parts += ["## Arms", "", arms_table(results), "## Claims", "", claims_table(results)]
-    if results.get("analysis"):
-        parts += ["## Analysis", "", analysis_tables(results)]
     return "\n".join(parts)
-
-
-def analysis_tables(results: Mapping[str, Any]) -> str:
-    """A study's own tables (`analysis`, written by its reproduction, in a benchmark record's table layout)."""
-    if not results.get("analysis"):
-        raise TableError(f"results of {results['study']} have no analysis tables")
-    return bench_tables(results["analysis"])
 
 
 def _same_table(many: Sequence[Mapping[str, Any]]) -> None:
@@ -278,7 +271,7 @@ def render(many: Sequence[Mapping[str, Any]], view: str = "table") -> str:
         return (summary_table if view == "summary" else verdicts_table)(many)
     if len(many) != 1:
         raise TableError(f"view {view!r} shows one study; use 'summary' or 'verdicts' for several")
-    return {"full": full, "table": arms_table, "claims": claims_table, "analysis": analysis_tables}[view](many[0])
+    return {"full": full, "table": arms_table, "claims": claims_table}[view](many[0])
 
 
 # --- the markers ---------------------------------------------------------------------------

@@ -201,16 +201,15 @@ def layers_table(results: Mapping[str, Any], tasks: Mapping[str, tuple[str, int]
                   "(paired over seeds)", columns, rows)
 
 
-def add_analysis(results: dict[str, Any], *, tasks: Mapping[str, tuple[str, int]], shots: int,
-                 chain: Sequence[str], layer_arms: Sequence[str]) -> dict[str, Any]:
-    """Adds `analysis` (tables in the layout launch/tables.py renders) to a study's results."""
+def analysis_tables(results: Mapping[str, Any], *, tasks: Mapping[str, tuple[str, int]], shots: int,
+                    chain: Sequence[str], layer_arms: Sequence[str]) -> dict[str, Table]:
+    """The study's own tables, in the layout launch/tables.py renders (written beside the study's
+    results as a record by `_scaling.write_analysis`)."""
     frontier = frontier_table(results, tasks, shots)
-    results["analysis"] = {"tables": {
-        "frontier": frontier,
-        "returns": returns_table(results, tasks, shots, chain, frontier),
-        "holdout": holdout_table(results, tasks, shots),
-        "layers": layers_table(results, tasks, shots, layer_arms)}}
-    return results
+    return {"frontier": frontier,
+            "returns": returns_table(results, tasks, shots, chain, frontier),
+            "holdout": holdout_table(results, tasks, shots),
+            "layers": layers_table(results, tasks, shots, layer_arms)}
 
 
 def _spread(values: Sequence[float], spec: str) -> str:

@@ -24,6 +24,8 @@ import shlex
 from typing import Any
 
 from launch import study as protocol
+from launch.benchmarks._record import load_average
+from launch.reproductions._scaling import write_analysis
 from launch.study import Arm, Budget, Claim, Study
 
 NAME = "gaudi/rooms"
@@ -157,9 +159,8 @@ def analysis(results: dict) -> dict:
     rows = [{"seed": r["seed"], **{metric: r["extra"]["stage1"].get(metric, float("nan")) for _, metric in STAGE1}}
             for r in first]
     columns = [["training seed", "{seed}"]] + [[label, f"{{{metric}:.3f}}"] for label, metric in STAGE1]
-    return {"tables": {"stage1": {"title": "Stage 1, whole frames of the training trajectories rendered from their "
-                                           "true cameras, and their decoded camera paths",
-                                  "columns": columns, "rows": rows}}}
+    return {"title": "Stage 1, whole frames of the training trajectories rendered from their true cameras, and "
+                     "their decoded camera paths", "columns": columns, "rows": rows}
 
 
 def strips(results: dict, root: str, out: str) -> list[str]:
@@ -198,11 +199,16 @@ def main(argv: list[str]) -> int:
               "; ".join(f"{arm}: {value}" for arm, value in plan.measured.items()))
         return 0
     command = shlex.join(["python", "launch/reproduce.py", "gaudi", *argv])
+    load_start = load_average()
     code = protocol.main([study], args, command)
     if code == 0:
         from launch import tables
         results = tables.load(f"{NAME}/{args.budget}", out)
-        results["analysis"] = analysis(results)
-        protocol.write_results(results, out)
+        stage1 = analysis(results)
+        psnr = [row["psnr"] for row in stage1["rows"]]
+        write_analysis(os.path.join(out, NAME, f"{args.budget}_analysis.json"), f"{NAME}/{args.budget}", command,
+                       [results], {"stage1": stage1}, {"seeds": len(psnr), "psnr": sum(psnr) / len(psnr)},
+                       "Stage 1 reconstructs its training frames at {psnr:.1f} dB PSNR (mean over {seeds} training "
+                       "seed(s)).", load_start)
         print("wrote " + ", ".join(strips(results, root, out)))
     return code

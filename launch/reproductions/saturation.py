@@ -9,7 +9,7 @@ few-shot on five downstream tasks, near and far from upstream.
 
 The protocol judges the paired claims (longer training beats shorter upstream and on each task;
 the raised head weight decay on each task and on layer 1 minus the last layer). The saturation
-analysis (`analysis` in results/saturation/<budget>.json; launch/reproductions/_saturation_analysis.py)
+analysis (results/saturation/<budget>_analysis.json; launch/reproductions/_saturation_analysis.py)
 fits Eq. 1 on each seed's upper hull and says when a fit is degenerate, tests for diminishing
 returns along the steps chain over seeds, and compares layer 1 with the last layer; it draws
 results/saturation/<budget>_saturation.png and <budget>_layers.png. Nothing is tuned.
@@ -20,9 +20,11 @@ import argparse
 import json
 import os
 import shlex
-from typing import Any
+from typing import Any, Sequence
 
 from launch import study as protocol
+from launch.benchmarks._record import load_average
+from launch.reproductions._scaling import write_analysis
 from launch.study import Arm, Budget, Claim, Study
 
 # source -> (distance from upstream, classes); the order of every table.
@@ -166,14 +168,27 @@ def main(argv: list[str]) -> int:
         import torch
         torch.set_num_threads(args.threads)
     command = shlex.join(["python", "launch/reproduce.py", "saturation", *argv])
+    load_start = load_average()
     code = protocol.main([study()], args, command)
     if code == 0:
-        from launch.reproductions import _saturation_analysis as analysis
-        path = os.path.join(os.path.abspath(args.out), "saturation", f"{args.budget}.json")
-        with open(path) as handle:
-            results = json.load(handle)
-        analysis.add_analysis(results, tasks=TASKS, shots=SHOTS, chain=(f"{MAIN}_short", f"{MAIN}_mid", MAIN),
-                              layer_arms=(*LONG_ARMS.values(), f"{MAIN}_head_wd"))
-        protocol.write_results(results, os.path.abspath(args.out))
-        analysis.plots(results, os.path.dirname(path), tasks=TASKS, shots=SHOTS)
+        report(args.budget, os.path.abspath(args.out), command, load_start)
     return code
+
+
+def report(budget: str, out: str, command: str, load_start: Sequence[float]) -> str:
+    """The fits, returns, held-out and layer tables as a record beside the study's results
+    (results/saturation/<budget>_analysis.json), and both figures."""
+    from launch.reproductions import _saturation_analysis as analysis
+    folder = os.path.join(out, "saturation")
+    with open(os.path.join(folder, f"{budget}.json")) as handle:
+        results = json.load(handle)
+    tables = analysis.analysis_tables(results, tasks=TASKS, shots=SHOTS, chain=(f"{MAIN}_short", f"{MAIN}_mid", MAIN),
+                                      layer_arms=(*LONG_ARMS.values(), f"{MAIN}_head_wd"))
+    described = sum(1 for row in tables["frontier"]["rows"] if row["degenerate_seeds"] == 0)
+    figures = {"tasks": len(TASKS), "shots": SHOTS, "described": described}
+    summary = ("Eq. 1 fitted on each seed's upper hull at {shots} shots: a trend (no degenerate fit in any seed) on "
+               "{described} of {tasks} downstream tasks.")
+    path = write_analysis(os.path.join(folder, f"{budget}_analysis.json"), f"saturation/{budget}", command, [results],
+                          tables, figures, summary, load_start)
+    analysis.plots(results, folder, tasks=TASKS, shots=SHOTS)
+    return path

@@ -56,7 +56,8 @@ def test_smoke_study_shares_one_autodecoder_and_scores_every_row_alike(tmp_path,
         assert claim["seeds"] == [[0, k] for k in range(gaudi.TEST_DRAWS)]
         assert claim["verdict"] in ("supported", "contradicted", "inconclusive")
     assert open(os.path.join(out, "gaudi/rooms/smoke.md")).read() == tables.render([results], "full")
-    assert "Stage 1" in tables.render([results], "analysis")
+    record = json.load(open(os.path.join(out, "gaudi/rooms/smoke_analysis.json")))
+    assert "Stage 1" in tables.bench_tables(record) and record["figures"]["seeds"] == 1
     assert os.path.exists(os.path.join(out, "gaudi/rooms/smoke_samples_conditional.png"))
     assert os.path.exists(os.path.join(out, "gaudi/rooms/smoke_reconstruction_stage1.png"))
 

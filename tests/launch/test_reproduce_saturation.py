@@ -46,12 +46,13 @@ def test_smoke_study_end_to_end(tmp_path):
     operative = open(os.path.join(arms["mixer_small_head_wd"]["runs"][0]["workdir"], "operative_config.gin")).read()
     assert "HEAD_WD = 3.0" in operative
     assert len(results["claims"]) == 2 + 3 * len(saturation.TASKS)
-    assert set(results["analysis"]["tables"]) == {"frontier", "returns", "holdout", "layers"}
-    for table in results["analysis"]["tables"].values():
+    record = json.load(open(os.path.join(out, "saturation", "smoke_analysis.json")))
+    assert set(record["tables"]) == {"frontier", "returns", "holdout", "layers"}
+    for table in record["tables"].values():
         assert [row["task"] for row in table["rows"]] == list(saturation.TASKS)
-    text = tables.render([results], "analysis")
+    text = tables.bench_tables(record)
     assert "degenerate" in text and "layer 1 beats the last" in text
-    assert "## Analysis" in open(os.path.join(out, "saturation", "smoke.md")).read()
+    assert record["settings"]["studies"] == ["saturation"] and record["provenance"]["command"]
     for name in ("smoke_saturation.png", "smoke_layers.png"):
         assert os.path.getsize(os.path.join(out, "saturation", name)) > 5000
 
@@ -102,8 +103,8 @@ def fake_results(curves: dict, gap: dict[str, float], noise: float = 0.002) -> d
 
 def analysed(curves: dict, gap: dict[str, float] | None = None) -> dict:
     results = fake_results(curves, gap or {task: 0.0 for task in curves})
-    return analysis.add_analysis(results, tasks={t: TASKS[t] for t in curves}, shots=25, chain=("a1", "a4", "a7"),
-                                 layer_arms=("a7", "a3"))["analysis"]["tables"]
+    return analysis.analysis_tables(results, tasks={t: TASKS[t] for t in curves}, shots=25, chain=("a1", "a4", "a7"),
+                                    layer_arms=("a7", "a3"))
 
 
 def row(tables_: dict, name: str, task: str) -> dict:
