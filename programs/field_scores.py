@@ -41,6 +41,7 @@ class FieldScores:
     draws: dict[str, list[float]]
     feature_net: dict[str, Any]
     trained: TrainResult | None = None
+    report: str | None = None  # under a dry run (--print-config): what the run would do
 
 
 def _sample_seed(seed: int, draw: int) -> int:
@@ -52,7 +53,7 @@ def scored_fields(*, method: str = "dpf", draws: int = 5, splits: Sequence[str] 
                   workdir: str | None = None) -> FieldScores:
     """Train (DPF only), then draw and score `draws` sample sets of `FieldDiffusion.eval_samples`
     fields on every split in `splits`; writes scores.json and samples.npz into the run folder."""
-    from engine.program import _WORKDIR
+    from engine.program import _DRY_RUN, _WORKDIR
     if method not in METHODS:
         raise ConfigError(f"scored_fields.method must be one of {METHODS}, got {method!r}")
     require_int(draws, "scored_fields.draws", low=1)
@@ -62,11 +63,16 @@ def scored_fields(*, method: str = "dpf", draws: int = 5, splits: Sequence[str] 
     workdir = workdir or _WORKDIR.get()
     seed = int(gin.query_parameter("train.seed"))
     trained, model = None, None
+    plan = (f"scored_fields: method {method!r}, {draws} draw(s) of {task.eval_samples} fields, each scored on "
+            f"{list(splits)}")
     if method == "dpf":
         trained = train()
         if trained.dry_run or not trained.finished:
-            return FieldScores(workdir, False, {}, {}, {}, trained)
+            return FieldScores(workdir, False, {}, {}, {}, trained,
+                               report=f"{trained.report}\n{plan}" if trained.dry_run else None)
         model = ema_model(trained)
+    elif _DRY_RUN.get():  # the bed's dry-run report (task, model, strategy), though this method trains nothing
+        return FieldScores(workdir, False, {}, {}, {}, None, report=f"{train().report}\n{plan}; nothing is trained")
     os.makedirs(workdir, exist_ok=True)
     net = task.feature_net()
     per_draw: dict[str, list[float]] = {}

@@ -46,6 +46,10 @@ COMPOSED = {
     "hyperut/textured_shapes.gin": [((f"hyperut/{base}_digits.gin",), ()) for base in ("vit", "uvit", "hyperut_vit")],
     "hyperut/transformer_cpvr.gin": [(("hyperut/transformer_pvr.gin", "hyperut/cpvr_hops.gin"), ())],
     "kd/digits_covered.gin": [((f"kd/kd_{base}.gin",), ()) for base in ("mlp", "mlp_from_cnn")],
+    # The DPF study's method rows come first, then the domain and the scoring program (launch/reproductions/dpf.py).
+    **{f"dpf/{method}.gin": [((), ("dpf/dpf_sphere.gin", "dpf/scored.gin"))]
+       for method in ("dpf_method", "gaussian_fit", "oracle")},
+    "dpf/scored.gin": [(("dpf/dpf_method.gin", "dpf/dpf_sphere.gin"), ())],
 }
 # T5 sizes this machine cannot build (a 3B or 11B model) are checked at parse level here;
 # tests/models/test_t5.py counts their parameters on the meta device.
