@@ -676,6 +676,22 @@ def write_results(results: Mapping[str, Any], out: str) -> str:
     return base + ".json"
 
 
+def plan_text(studies: Sequence[Study], budget: str, root: str) -> str:
+    """What `--print-plan` prints: per study its run count at `budget` and each arm's measured budget.
+    The budget checks run (an undeclared difference raises StudyError); nothing trains."""
+    lines = []
+    for study in studies:
+        plan = Plan(study, budget, root, "plan")
+        # The second phase runs each tuned arm's selected candidate on the seeds the sweep skipped.
+        later = sum(len(plan.budget.seeds) - len(plan.budget.tuning_seeds) for arm in study.arms
+                    if len(study.candidates(arm, plan.budget)) > 1)
+        lines.append(f"{study.name} [{budget}]: {len(plan.first_phase()) + later} runs, "
+                     f"{len(plan.budget.seeds)} seeds, files {list(study.files)}")
+        lines += [f"  {arm.name:>15s}: " + ", ".join(f"{key} {value}" for key, value in plan.measured[arm.name].items())
+                  for arm in study.arms]
+    return "\n".join(lines)
+
+
 # --- the command line every protocol reproduction shares ---------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -186,18 +186,6 @@ def figure(results: dict, root: str, out: str) -> str:
     return path
 
 
-def print_plan(chosen: list[Study], budget: str, root: str) -> None:
-    """Every study's measured budgets and run count at `budget` (the budget checks run; nothing trains)."""
-    for one in chosen:
-        plan = protocol.Plan(one, budget, root, "")
-        budget_ = plan.budget
-        # The second phase runs each tuned arm's selected candidate on the seeds the sweep skipped.
-        later = sum(len(budget_.seeds) - len(budget_.tuning_seeds) for arm in one.arms
-                    if len(one.candidates(arm, budget_)) > 1)
-        runs = len(plan.first_phase()) + later
-        print(f"{one.name} [{budget}]: {runs} runs; " + "; ".join(f"{arm}: {value}" for arm, value in plan.measured.items()))
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     protocol.add_arguments(parser)
@@ -211,7 +199,7 @@ def main(argv: list[str]) -> int:
     if not chosen:
         parser.error(f"no DPF study has budget {args.budget!r} for domains {args.domains or list(DOMAINS)}")
     if args.print_plan:
-        print_plan(chosen, args.budget, os.path.abspath(args.workdir))
+        print(protocol.plan_text(chosen, args.budget, os.path.abspath(args.workdir)))
         return 0
     command = shlex.join(["python", "launch/reproduce.py", "dpf", *argv])
     code = protocol.main(chosen, args, command)

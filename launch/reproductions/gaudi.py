@@ -193,10 +193,7 @@ def main(argv: list[str]) -> int:
     root, out = os.path.abspath(args.workdir), os.path.abspath(args.out)
     study = make_study(root, args.budget)
     if args.print_plan:
-        plan = protocol.Plan(study, args.budget, root, "")
-        runs = len(plan.first_phase())  # nothing is tuned: no second phase
-        print(f"{study.name} [{args.budget}]: {runs} runs; " +
-              "; ".join(f"{arm}: {value}" for arm, value in plan.measured.items()))
+        print(protocol.plan_text([study], args.budget, root))
         return 0
     command = shlex.join(["python", "launch/reproduce.py", "gaudi", *argv])
     load_start = load_average()

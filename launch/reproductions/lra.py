@@ -325,17 +325,6 @@ def study(task: str, budget: str = "cpu") -> Study:
     return whole.only(names)
 
 
-def plan_text(studies: list[Study], budget: str) -> str:
-    """Each study's arms with their measured budget at `budget` (planning only: nothing trains)."""
-    lines = []
-    for one in studies:
-        plan = protocol.Plan(one, budget, "/nonexistent", "plan")
-        lines.append(f"{one.name} ({budget}): {len(one.budgets[budget].seeds)} seeds, files {list(one.files)}")
-        for arm in one.arms:
-            lines.append(f"  {arm.name:>15s}: " + ", ".join(f"{k} {v}" for k, v in plan.measured[arm.name].items()))
-    return "\n".join(lines)
-
-
 def plot(results: list[Mapping[str, Any]], path: str) -> None:
     """Per task: each arm's test accuracy (mean and 95% CI over seeds) beside the paper's, and the
     test split's majority class."""
@@ -381,7 +370,7 @@ def main(argv: list[str]) -> int:
         parser.error(f"no {args.budget} budget for {unknown}; it has {tasks_at(args.budget)}")
     studies = [study(task, args.budget) for task in tasks]
     if args.print_plan:
-        print(plan_text(studies, args.budget))
+        print(protocol.plan_text(studies, args.budget, os.path.abspath(args.workdir)))
         return 0
     command = shlex.join(["python", "launch/reproduce.py", "lra", *argv])
     code = protocol.main(studies, args, command)
