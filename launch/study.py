@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import datetime
 import itertools
 import json
 import numbers
@@ -674,6 +675,38 @@ def write_results(results: Mapping[str, Any], out: str) -> str:
     write_atomically(base + ".json", json.dumps(results, indent=1, sort_keys=False) + "\n")
     write_atomically(base + ".md", tables.render([results], "full"))
     return base + ".json"
+
+
+def write_analysis(path: str, name: str, command: str, results: Sequence[Mapping[str, Any]],
+                   tables: Mapping[str, Mapping[str, Any]], figures: Mapping[str, Any], summary: str,
+                   load_start: Sequence[float]) -> str:
+    """Write the fits and rankings derived from study results as a record launch/tables.py renders
+    (the benchmark record's layout, launch/benchmarks/_record.py), so README and docs show them
+    generated. Its provenance is the studies': their machine, commits, threads and run time; the
+    load average is the machine's when the command started (`load_start`) and when it wrote this."""
+    from engine.files import write_atomically
+    from launch.benchmarks._record import SCHEMA, load_average
+    summary.format(**figures)  # a template naming a missing figure fails here, not in a page
+    first = results[0]
+    prov = first["provenance"]
+    machine_type, _, machine_name = first["machine"].partition(": ")
+    record = {"schema": SCHEMA, "benchmark": name, "description": f"derived from {', '.join(r['study'] for r in results)}",
+              "settings": {"studies": [r["study"] for r in results], "budget": first["budget"]["name"]},
+              "figures": dict(figures), "tables": dict(tables), "summary": summary,
+              "provenance": {"command": command, "commit": prov["commits"][0] if prov["commits"] else None,
+                             "dirty": any(r["provenance"]["dirty"] for r in results),
+                             "versions": prov["versions"][0], "device": {"type": machine_type or "cpu",
+                                                                       "name": machine_name or first["machine"]},
+                             "threads": prov["threads"][0],
+                             "wall_s": round(sum(r["provenance"]["wall_s"] + r["provenance"]["tuning_wall_s"]
+                                                 for r in results), 1),
+                             "platform": sys.platform},
+              "load": {"start": list(load_start), "end": load_average(), "cpus": os.cpu_count()},
+              "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_atomically(path, json.dumps(record, indent=1) + "\n")
+    return path
+
 
 
 def plan_text(studies: Sequence[Study], budget: str, root: str) -> str:

@@ -11,7 +11,7 @@ commas) and a view: `full`, `table` (the arms), `claims` (one study), `summary` 
 `verdicts` (claims x studies). Several files share a block only when they come from the same budget
 and the same machine. A study's own tables derived from its results (fits, rankings) are a record in
 the benchmark layout beside them (results/<study>/<budget>_analysis.json, written by
-launch/reproductions/_scaling.py's `write_analysis`) and use the record views below.
+launch/study.py's `write_analysis`) and use the record views below.
 
 A benchmark's record (`results/bench/NAME.json`, written by `python launch/bench.py NAME`, see
 launch/benchmarks/_record.py) has its own views: `table` (its tables), `sentence` (its summary

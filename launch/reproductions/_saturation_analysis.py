@@ -204,7 +204,7 @@ def layers_table(results: Mapping[str, Any], tasks: Mapping[str, tuple[str, int]
 def analysis_tables(results: Mapping[str, Any], *, tasks: Mapping[str, tuple[str, int]], shots: int,
                     chain: Sequence[str], layer_arms: Sequence[str]) -> dict[str, Table]:
     """The study's own tables, in the layout launch/tables.py renders (written beside the study's
-    results as a record by `_scaling.write_analysis`)."""
+    results as a record by `launch.study.write_analysis`)."""
     frontier = frontier_table(results, tasks, shots)
     return {"frontier": frontier,
             "returns": returns_table(results, tasks, shots, chain, frontier),

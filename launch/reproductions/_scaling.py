@@ -4,16 +4,12 @@ compute interpolation, a log-log plot, and the derived-analysis record that READ
 from __future__ import annotations
 
 import contextlib
-import datetime
-import json
 import math
 import os
 import shlex
-import sys
 from typing import Any, Iterable, Mapping, Sequence
 
 from engine.analysis import PowerLaw, power_law_fit
-from engine.files import write_atomically
 from launch import seed_statistics as statistics
 
 LENGTH = 32  # words per document: the CPU-scale inputs of both studies
@@ -134,36 +130,6 @@ def loglog_plot(path: str, series: dict[str, list[tuple[float, float]]], fits: d
 
 
 # --- the derived-analysis record ------------------------------------------------------------------
-
-def write_analysis(path: str, name: str, command: str, results: Sequence[Mapping[str, Any]],
-                   tables: Mapping[str, Mapping[str, Any]], figures: Mapping[str, Any], summary: str,
-                   load_start: Sequence[float]) -> str:
-    """Write the fits and rankings derived from study results as a record launch/tables.py renders
-    (the benchmark record's layout, launch/benchmarks/_record.py), so README and docs show them
-    generated. Its provenance is the studies': their machine, commits, threads and run time; the
-    load average is the machine's when the command started (`load_start`) and when it wrote this."""
-    from launch.benchmarks._record import SCHEMA, load_average
-    summary.format(**figures)  # a template naming a missing figure fails here, not in a page
-    first = results[0]
-    prov = first["provenance"]
-    machine_type, _, machine_name = first["machine"].partition(": ")
-    record = {"schema": SCHEMA, "benchmark": name, "description": f"derived from {', '.join(r['study'] for r in results)}",
-              "settings": {"studies": [r["study"] for r in results], "budget": first["budget"]["name"]},
-              "figures": dict(figures), "tables": dict(tables), "summary": summary,
-              "provenance": {"command": command, "commit": prov["commits"][0] if prov["commits"] else None,
-                             "dirty": any(r["provenance"]["dirty"] for r in results),
-                             "versions": prov["versions"][0], "device": {"type": machine_type or "cpu",
-                                                                       "name": machine_name or first["machine"]},
-                             "threads": prov["threads"][0],
-                             "wall_s": round(sum(r["provenance"]["wall_s"] + r["provenance"]["tuning_wall_s"]
-                                                 for r in results), 1),
-                             "platform": sys.platform},
-              "load": {"start": list(load_start), "end": load_average(), "cpus": os.cpu_count()},
-              "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_atomically(path, json.dumps(record, indent=1) + "\n")
-    return path
-
 
 def command_line(name: str, argv: Sequence[str]) -> str:
     return shlex.join(["python", "launch/reproduce.py", name, *argv])

@@ -31,7 +31,7 @@ from typing import Any, Mapping, Sequence
 from launch import study as protocol
 from launch.benchmarks._record import load_average, table
 from launch.reproductions._scaling import (CORPUS, EVAL_SPLITS, LENGTH, command_line, loglog_plot, run_cost,
-                                           span_bindings, write_analysis)
+                                           span_bindings)
 from launch.study import Arm, Budget, Claim, Study, StudyError
 
 # name -> (size file, layers, d_model). Per layer a T5 block costs ~12 d^2 (encoder) / 16 d^2 (decoder)
@@ -277,7 +277,7 @@ def main(argv: list[str]) -> int:
         print(f"study: {error}", file=sys.stderr)
         return 1
     tables, figures, summary = analyse(*results)
-    path = write_analysis(os.path.join(out, "deepnarrow", f"{args.budget}_analysis.json"),
+    path = protocol.write_analysis(os.path.join(out, "deepnarrow", f"{args.budget}_analysis.json"),
                           f"deepnarrow/{args.budget}", command, results, tables, figures, summary, load_start)
     plot(*results, os.path.join(out, "deepnarrow", f"{args.budget}_downstream_vs_flops.png"))
     print(f"wrote {path}", file=sys.stderr)

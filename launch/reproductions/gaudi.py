@@ -25,7 +25,6 @@ from typing import Any
 
 from launch import study as protocol
 from launch.benchmarks._record import load_average
-from launch.reproductions._scaling import write_analysis
 from launch.study import Arm, Budget, Claim, Study
 
 NAME = "gaudi/rooms"
@@ -203,7 +202,7 @@ def main(argv: list[str]) -> int:
         results = tables.load(f"{NAME}/{args.budget}", out)
         stage1 = analysis(results)
         psnr = [row["psnr"] for row in stage1["rows"]]
-        write_analysis(os.path.join(out, NAME, f"{args.budget}_analysis.json"), f"{NAME}/{args.budget}", command,
+        protocol.write_analysis(os.path.join(out, NAME, f"{args.budget}_analysis.json"), f"{NAME}/{args.budget}", command,
                        [results], {"stage1": stage1}, {"seeds": len(psnr), "psnr": sum(psnr) / len(psnr)},
                        "Stage 1 reconstructs its training frames at {psnr:.1f} dB PSNR (mean over {seeds} training "
                        "seed(s)).", load_start)

@@ -24,7 +24,6 @@ from typing import Any, Sequence
 
 from launch import study as protocol
 from launch.benchmarks._record import load_average
-from launch.reproductions._scaling import write_analysis
 from launch.study import Arm, Budget, Claim, Study
 
 # source -> (distance from upstream, classes); the order of every table.
@@ -188,7 +187,7 @@ def report(budget: str, out: str, command: str, load_start: Sequence[float]) -> 
     figures = {"tasks": len(TASKS), "shots": SHOTS, "described": described}
     summary = ("Eq. 1 fitted on each seed's upper hull at {shots} shots: a trend (no degenerate fit in any seed) on "
                "{described} of {tasks} downstream tasks.")
-    path = write_analysis(os.path.join(folder, f"{budget}_analysis.json"), f"saturation/{budget}", command, [results],
+    path = protocol.write_analysis(os.path.join(folder, f"{budget}_analysis.json"), f"saturation/{budget}", command, [results],
                           tables, figures, summary, load_start)
     analysis.plots(results, folder, tasks=TASKS, shots=SHOTS)
     return path

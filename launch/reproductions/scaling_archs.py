@@ -26,7 +26,7 @@ from launch import seed_statistics as statistics
 from launch import study as protocol
 from launch.benchmarks._record import load_average, table
 from launch.reproductions._scaling import (command_line, interval_text, log_grid, loglog_interpolate, loglog_plot,
-                                           run_cost, seed_fits, span_bindings, write_analysis)
+                                           run_cost, seed_fits, span_bindings)
 from launch.study import Arm, Budget, Study
 
 OPTIONS = ("glu", "mos")  # options applied to the vanilla model (t5_span.gin includes vanilla)
@@ -213,7 +213,7 @@ def report(each: Study, budget: str, out: str, command: str, load_start: Sequenc
     with open(os.path.join(out, each.name, f"{budget}.json")) as handle:
         results = json.load(handle)
     tables, figures, summary = analyse(results)
-    path = write_analysis(os.path.join(out, each.name, f"{budget}_analysis.json"), f"{each.name}/{budget}", command,
+    path = protocol.write_analysis(os.path.join(out, each.name, f"{budget}_analysis.json"), f"{each.name}/{budget}", command,
                           [results], tables, figures, summary, load_start)
     plot(results, os.path.join(out, each.name, f"{budget}_loss_vs_flops.png"))
     print(f"wrote {path}", file=sys.stderr)
