@@ -14,8 +14,9 @@ the benchmark layout beside them (results/<study>/<budget>_analysis.json, writte
 launch/study.py's `write_analysis`) and use the record views below.
 
 A benchmark's record (`results/bench/NAME.json`, written by `python launch/bench.py NAME`, see
-launch/benchmarks/_record.py) has its own views: `table` (its tables), `sentence` (its summary
-sentence and where, when and under what load it was measured) and `bench` (both).
+launch/benchmarks/_record.py) has its own views: `table` (its tables), `table:NAME` (one of them, by its key in the record),
+`sentence` (its summary sentence and where, when and under what load it was measured) and `bench`
+(tables and sentence).
 
     python launch/tables.py            # rewrite every block in README.md and docs/*.md
     python launch/tables.py --check    # exit 1 and name every block that differs from results/
@@ -34,7 +35,7 @@ from engine.config import REPO_ROOT
 from engine.files import write_atomically
 
 RESULTS = os.path.join(REPO_ROOT, "results")
-MARKER = re.compile(r"(^<!-- results:(?P<keys>[\w./,-]+)(?:\s+(?P<view>\w+))?\s*-->\n)(?P<body>.*?)(^<!-- /results -->)",
+MARKER = re.compile(r"(^<!-- results:(?P<keys>[\w./,-]+)(?:\s+(?P<view>[\w:]+))?\s*-->\n)(?P<body>.*?)(^<!-- /results -->)",
                     re.S | re.M)
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)  # a marker shown inside a code block is an example
 VIEWS = ("full", "table", "claims", "summary", "verdicts")
@@ -224,10 +225,16 @@ def is_bench(results: Mapping[str, Any]) -> bool:
     return str(results.get("schema", "")).startswith("gintrain.bench/")
 
 
-def bench_tables(results: Mapping[str, Any]) -> str:
-    """Each table of the record, every cell its column's template formatted with the row."""
+def bench_tables(results: Mapping[str, Any], only: str | None = None) -> str:
+    """Each table of the record (or the one named `only`), every cell its column's template
+    formatted with the row."""
+    if only is not None and only not in results["tables"]:
+        raise TableError(f"the benchmark record of {results['benchmark']} has no table {only!r}; "
+                         f"it has {sorted(results['tables'])}")
     parts = []
-    for spec in results["tables"].values():
+    for key, spec in results["tables"].items():
+        if only is not None and key != only:
+            continue
         rows = [[template.format(**row) for _, template in spec["columns"]] for row in spec["rows"]]
         text = markdown(rows, [label for label, _ in spec["columns"]])
         parts.append(f"{spec['title']}:\n\n{text}" if spec.get("title") else text)
@@ -247,6 +254,8 @@ def bench_caption(results: Mapping[str, Any]) -> str:
 
 
 def bench_view(results: Mapping[str, Any], view: str) -> str:
+    if view.startswith("table:"):
+        return bench_tables(results, view.split(":", 1)[1])
     if view not in BENCH_VIEWS:
         raise TableError(f"unknown view {view!r} for the benchmark record of {results['benchmark']}; "
                          f"views: {BENCH_VIEWS}")

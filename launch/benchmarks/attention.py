@@ -6,7 +6,7 @@ with --peers, our attention layers against the public PyTorch packages of the sa
     python launch/bench.py attention --peers          # ours vs the peer packages at 1K and 4K, 2 threads
     pip install -e '.[peers]'                         # the peer packages (setup.py pins them)
 
-At the default options a run writes results/bench/attention.json (Table 2) or
+At the default options a run writes results/bench/attention.json and attention.png (Table 2) or
 results/bench/attention_peers.json (--peers); other options write only where --out says.
 
 **How it measures.** Memory and time are measured in separate phases of one process, memory
@@ -288,6 +288,41 @@ def recorded_table(results: dict[int, dict[str, tuple[Spread, float]]], baseline
     return record_table(columns, rows, title=f"Ratios to {NAMES[baseline]}")
 
 
+# The paper's Table 2 at 4K against its softmax Transformer: Linformer, Local, Linear and Performer
+# 5.3-5.7x as fast with 0.10-0.30x the memory, Sinkhorn 3.8x. The goals taken from it:
+FAST_CORES = ("linformer", "local", "linear", "performer", "performer_relu")
+GOALS = {"speed": 5.0, "memory": 0.2, "sinkhorn_speed": 3.5}
+
+
+def goal_figures(vs_naive: dict) -> tuple[dict, str]:
+    """The figures and summary sentence of a Table 2 record: at its longest length, the fast cores'
+    speed and memory ratios to naive softmax (range), Sinkhorn's speed and SDPA's, each against
+    its goal (`GOALS`); computed from the record's own `vs_naive` table."""
+    rows = {row["model"]: row for row in vs_naive["rows"]}
+    longest = max(int(key.rsplit("_", 1)[1]) for key in next(iter(rows.values())) if key.startswith("speed_ratio_"))
+    def ratio(name: str, what: str) -> float | None:
+        row = rows.get(NAMES[name])
+        return None if row is None else row[f"{what}_ratio_{longest}"]
+    speeds = [ratio(n, "speed") for n in FAST_CORES if ratio(n, "speed") is not None]
+    memories = [ratio(n, "mib") for n in FAST_CORES if ratio(n, "mib") is not None]
+    figures = {"length": length_label(longest), "fast_speed_low": min(speeds), "fast_speed_high": max(speeds),
+               "fast_memory_low": min(memories), "fast_memory_high": max(memories),
+               "sdpa_speed": ratio("sdpa", "speed"), "sdpa_memory": ratio("sdpa", "mib"),
+               "speed_goal": "met" if min(speeds) >= GOALS["speed"] else "not met",
+               "memory_goal": "met" if max(memories) <= GOALS["memory"] else "not met"}
+    summary = ("At {length} tokens, against naive softmax attention: Linformer, Local, Linear and Performer (FAVOR+ "
+               "and ReLU) run {fast_speed_low:.1f}-{fast_speed_high:.1f}x as fast (goal >= 5x, from the paper's "
+               "5.3-5.7x: {speed_goal}) with {fast_memory_low:.2f}-{fast_memory_high:.2f}x its memory (goal <= 0.2x: "
+               "{memory_goal}); PyTorch's SDPA, which never stores the L x L matrix, runs {sdpa_speed:.1f}x as fast "
+               "with {sdpa_memory:.2f}x the memory.")
+    sinkhorn = ratio("sinkhorn", "speed")
+    if sinkhorn is not None:
+        figures.update(sinkhorn_speed=sinkhorn,
+                       sinkhorn_goal="met" if sinkhorn >= GOALS["sinkhorn_speed"] else "not met")
+        summary += " Sinkhorn runs {sinkhorn_speed:.1f}x as fast (goal >= 3.5x, from the paper's 3.8x: {sinkhorn_goal})."
+    return figures, summary
+
+
 def run_table(args, record: Record, argv: list[str]) -> int:
     variants = args.variants.split(",")
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -321,11 +356,16 @@ def run_table(args, record: Record, argv: list[str]) -> int:
     if args.markdown:
         with open(args.markdown, "w") as out:
             out.write(f"`python launch/bench.py attention {' '.join(argv)}`\n\n{report}")
-    if args.plot:
-        plot(results, args.plot)
-    figures = {"batch": args.batch, "steps": args.steps, "warmup": args.warmup}
+    # The figure goes beside the record (results/bench/attention.png at the default options).
+    figure = args.plot or (os.path.splitext(record.path())[0] + ".png" if record.path() else None)
+    if figure:
+        plot(results, figure)
+    tables = {f"vs_{baseline}": recorded_table(results, baseline) for baseline in ("naive", "sdpa")}
+    goals, summary = goal_figures(tables["vs_naive"])
+    figures = {"batch": args.batch, "steps": args.steps, "warmup": args.warmup, **goals}
     figures.update({f"load_after_{n}": loads[n][0] if loads[n] else None for n in loads})
-    record.save(figures, {f"vs_{baseline}": recorded_table(results, baseline) for baseline in ("naive", "sdpa")})
+    print(summary.format(**figures))
+    record.save(figures, tables, summary)
     return 0
 
 
@@ -689,7 +729,8 @@ def options() -> argparse.ArgumentParser:
     parser.add_argument("--dim", type=int, default=256, help="--peers: the layer's width")
     parser.add_argument("--heads", type=int, default=4, help="--peers: its heads")
     parser.add_argument("--markdown", help="also write the tables to this file")
-    parser.add_argument("--plot", help="also write a PNG of steps/s and memory against length (not with --peers)")
+    parser.add_argument("--plot", help="write the PNG of steps/s and memory against length here (not with --peers; "
+                                       "default: beside the record, when one is written)")
     return parser
 
 

@@ -105,3 +105,12 @@ def test_a_record_refuses_study_views_and_company(tmp_path):
     for block, error in (("bench/demo claims", "unknown view"), ("bench/demo,bench/demo table", "shows alone")):
         with pytest.raises(tables.TableError, match=error):
             tables.regenerate(f"<!-- results:{block} -->\n<!-- /results -->", root)
+
+
+def test_a_block_can_show_one_table_of_a_record(tmp_path):
+    root = str(tmp_path)
+    write_record(root, 1.5)
+    text = tables.regenerate("<!-- results:bench/demo table:rates -->\n<!-- /results -->", root)
+    assert "| ours | 1.50 | 0.75x |" in text and "Measured by" not in text
+    with pytest.raises(tables.TableError, match="no table 'speeds'"):
+        tables.regenerate("<!-- results:bench/demo table:speeds -->\n<!-- /results -->", root)
