@@ -158,8 +158,10 @@ class Study:
     seed_bindings: tuple[str, ...] = ()
     # A generative study scores `draws` independent sample sets per run: `extract` puts each metric's
     # mean over them in `metrics` and every draw's value in extra["draws"] ({"split/name": [...]}).
-    # Arm summaries and claims then run over (seed, draw) units, so seeds x draws >= MIN_SEEDS can
-    # judge a claim; the units of one seed share its trained model, which the study's notes must say.
+    # With fewer than MIN_SEEDS seeds, arm summaries and claims run over (seed, draw) units, so
+    # seeds x draws >= MIN_SEEDS can judge a claim (the units of one seed share its trained model,
+    # which the study's notes must say); from MIN_SEEDS seeds on, the unit is the seed again, with
+    # the mean of its draws (see `units`).
     draws: int = 1
 
     def __post_init__(self) -> None:
@@ -222,10 +224,18 @@ class Study:
                     raise StudyError(f"arm {arm.name!r} is tuned over {missing}, which budget {budget.name!r} "
                                      "gives no values")
 
+    def units(self, seeds: int) -> str:
+        """What one unit of a mean, interval and claim is with `seeds` seeds: 'seed', or 'seed x draw'
+        for a study that scores several draws per run and has too few seeds to judge a claim alone.
+        Draws of one seed share its trained model, so they stand in for seeds only while there are
+        too few: with enough seeds, the seed-to-seed spread is the one a claim must survive."""
+        return "seed" if self.draws == 1 or seeds >= statistics.MIN_SEEDS else "seed x draw"
+
     def unit_values(self, runs: Iterable[Mapping[str, Any]], key: str) -> dict[Any, float]:
-        """{unit: value of metric `key`} over runs (records or result rows): a unit is a seed, or a
-        (seed, draw) pair when the study scores several draws per run."""
-        if self.draws == 1:
+        """{unit: value of metric `key`} over runs (records or result rows): per seed its run's
+        metric (for several draws, their mean), or per (seed, draw) pair (see `units`)."""
+        runs = list(runs)
+        if self.units(len({r["seed"] for r in runs})) == "seed":
             return {r["seed"]: r["metrics"][key] for r in runs}
         return {(r["seed"], d): v for r in runs for d, v in enumerate(r["extra"]["draws"][key])}
 
@@ -624,7 +634,7 @@ class Plan:
             "metric": study.metric, "select_metric": study.select_metric or study.metric,
             "direction": study.direction, "select_split": study.select_split,
             "report_split": study.report_split, "proportion": study.proportion, "scale": study.scale,
-            "unit": study.unit, "draws": study.draws, "files": list(study.files), "bindings": list(study.bindings),
+            "unit": study.unit, "draws": study.draws, "units": study.units(len(budget.seeds)), "files": list(study.files), "bindings": list(study.bindings),
             "machine": machines.pop(), "provenance": {**summary_provenance(every),
                                                       "tuning_runs": len(tuning),
                                                       "tuning_wall_s": round(sum(r["provenance"]["wall_s"]

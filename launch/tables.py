@@ -101,11 +101,17 @@ def selection(results: Mapping[str, Any]) -> str:
     return results["select_split"] + (f" {metric}" if metric != results["metric"] else "")
 
 
+def by_draw(results: Mapping[str, Any]) -> bool:
+    """Whether the results' unit is a (seed, draw) pair (launch/study.py's `Study.units`); results
+    written before the `units` key had it whenever they had several draws."""
+    return results.get("units", "seed x draw" if results.get("draws", 1) > 1 else "seed") == "seed x draw"
+
+
 def arms_table(results: Mapping[str, Any]) -> str:
     declared = sorted({key for arm in results["arms"] for key in arm["declared"]})
     columns = list(dict.fromkeys(label for arm in results["arms"] for label in arm.get("columns", {})))
     metric = f"{results['report_split']} {results['metric']}{' (' + results['unit'] + ')' if results['unit'] else ''}"
-    units = "seeds" if results.get("draws", 1) == 1 else "seeds x draws"
+    units = "seeds x draws" if by_draw(results) else "seeds"
     header = ["arm", f"{metric}, mean [95% CI]", *columns, units, f"{selection(results)} (selects)",
               "selected", *declared]
     rows = []
@@ -158,7 +164,8 @@ def header_lines(results: Mapping[str, Any]) -> list[str]:
     lines = [f"Budget `{budget['name']}`" + (f" ({budget['note']})" if budget["note"] else "")
              + f"; seeds {seeds}, paired across arms (same data order and starting model)"
              + (f"; {results['draws']} sample draws per run, paired by index: every mean, interval and claim is "
-                "over (seed, draw) units" if results.get("draws", 1) > 1 else "") + "."]
+                + ("over (seed, draw) units" if by_draw(results) else "over seeds, each the mean of its draws")
+                if results.get("draws", 1) > 1 else "") + "."]
     if sweep:
         lines.append(f"Tuning: {sweep}, the same values for every tuned arm, scored on `{selection(results)}` "
                      f"over seeds {tuning}; `{results['report_split']}` is read once, for the selected configuration.")

@@ -77,12 +77,12 @@ def claims(shapes: bool) -> tuple[Claim, ...]:
 def budgets(cpu_steps: int | None, gpu_steps: int) -> dict[str, Budget]:
     out = {"smoke": Budget("smoke", seeds=(0, 1), bindings=SMOKE, sweep={"AdamW.lr": ("1e-3",)},
                            note="4 steps of a tiny model on 64 fields: the pipeline"),
-           "gpu": Budget("gpu", seeds=(0, 1, 2), bindings=steps(gpu_steps), sweep={"AdamW.lr": GPU_RATES},
-                         tune_seeds=1, note=f"{gpu_steps:,} DPF steps, 3 training seeds, the learning rate chosen on "
+           "gpu": Budget("gpu", seeds=tuple(range(5)), bindings=steps(gpu_steps), sweep={"AdamW.lr": GPU_RATES},
+                         tune_seeds=1, note=f"{gpu_steps:,} DPF steps, 5 training seeds, the learning rate chosen on "
                                             "validation: one GPU machine, not run yet")}
     if cpu_steps:
-        out["cpu"] = Budget("cpu", seeds=(0, 1), bindings=steps(cpu_steps), sweep={"AdamW.lr": ("1e-3",)},
-                            note=f"{cpu_steps:,} DPF steps (the gpu budget trains {gpu_steps:,}), 2 training seeds")
+        out["cpu"] = Budget("cpu", seeds=tuple(range(5)), bindings=steps(cpu_steps), sweep={"AdamW.lr": ("1e-3",)},
+                            note=f"{cpu_steps:,} DPF steps (the gpu budget trains {gpu_steps:,}), 5 training seeds")
     return out
 
 
@@ -123,11 +123,11 @@ def make_study(domain: str) -> Study:
         "between the predicted-class histograms of samples and data (lower), NN-train ratio = distance from a "
         "sample to its nearest training field over the same for held-out fields (about 1: new fields; well below "
         "1: copies). Reference fields: the validation split chooses, the test split (`eval`) is read once.",
-        f"Unit of every mean, interval and claim: a (training seed, sample draw) pair, {DRAWS} draws of "
-        "`FieldDiffusion.eval_samples` fields per run; draw k of seed s uses the same sample seed in every arm. "
-        "The interval covers the sampling noise of a draw and the spread between the training seeds that ran, "
-        "but the draws of one seed share its trained model, so with 2 training seeds it understates the "
-        "seed-to-seed spread of DPF: a claim says what these trained models do, not what DPF does for any seed.",
+        f"Each run scores {DRAWS} draws of `FieldDiffusion.eval_samples` fields; draw k of seed s uses the same "
+        "sample seed in every arm. With 5 or more training seeds (the cpu and gpu budgets) the unit of every mean, "
+        "interval and claim is a training seed, its draws averaged, so an interval covers the seed-to-seed spread "
+        "of DPF; with fewer it is a (seed, draw) pair, whose interval understates that spread (the draws of one "
+        "seed share its trained model).",
         "The oracle is the ceiling the metric allows (held-out fields against held-out fields); the Gaussian "
         "fit is what knowing the first two moments gives.")
     return Study(

@@ -71,6 +71,11 @@ TASK_FILES = {
 # on Pathfinder-32 after 100 steps of ~1 CPU-s: Text, Retrieval and Pathfinder need more steps than
 # the cpu budget has and run at the gpu budget. The smoke budget runs dense and local on every task,
 # and the cpu arms on ListOps.
+# Longer runs do not rescue dense within a CPU budget (pilots, validation split, 2026-12-06): at lr
+# 1e-2 it sat at 14.8-16.8% through step 400, began to move at 600 (18.4%, loss 2.15) and held
+# 18-20% at 800-1,000 (local reaches 37% by step 150); learned instead of sinusoidal positions
+# left it at 16.8% at step 600. Dense needs thousands of steps here (~0.4 CPU-s each), so the
+# separation is the gpu budget's question.
 CPU_ARMS = {"listops": ("dense", "local", "linear", "linformer", "performer_relu", "sinkhorn")}
 SMOKE_ARMS = {"listops": CPU_ARMS["listops"], "text": ("dense", "local"), "pathfinder": ("dense", "local"),
               "retrieval": ("dense", "local")}

@@ -80,9 +80,9 @@ def test_every_budget_of_every_domain_plans(tmp_path, capsys):
     for budget in ("cpu", "gpu"):
         assert dpf.main(["--budget", budget, "--print-plan", "--workdir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "dpf/sphere [cpu]: 6 runs" in text  # 3 arms x 2 training seeds
-    # gpu: the learning-rate sweep (2 values) on seed 0, then the chosen rate on seeds 1-2.
+    assert "dpf/sphere [cpu]: 15 runs" in text  # 3 arms x 5 training seeds
+    # gpu: the learning-rate sweep (2 values) on seed 0, then the chosen rate on seeds 1-4.
     for domain, steps in (("sphere", 16000), ("images", 12000), ("shapes3d", 48000)):
-        block = text.split(f"dpf/{domain} [gpu]: 10 runs,")[1]
+        block = text.split(f"dpf/{domain} [gpu]: 16 runs,")[1]
         assert block.split("\n")[1].split() [:3] == ["dpf:", "steps", f"{steps},"]
     assert not os.listdir(tmp_path)  # planning trains nothing

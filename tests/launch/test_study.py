@@ -71,6 +71,11 @@ def test_a_generative_study_pairs_seed_and_draw_units():
             for s in (0, 1)]
     assert study.unit_values(runs, "t/m") == {(s, d): s + 0.1 * d for s in (0, 1) for d in range(3)}
     assert toy().unit_values(runs, "t/m") == {0: 9.0, 1: 9.0}  # one draw: the run's own metric per seed
+    # From 5 seeds on the seed is the unit again (its draws share one trained model): the draws' mean.
+    five = [{"seed": s, "metrics": {"t/m": s + 0.1}, "extra": {"draws": {"t/m": [s + 0.1 * d for d in range(3)]}}}
+            for s in range(5)]
+    assert study.units(5) == "seed" and study.units(4) == "seed x draw"
+    assert study.unit_values(five, "t/m") == {s: s + 0.1 for s in range(5)}
 
 
 @pytest.mark.slow
