@@ -80,6 +80,17 @@ class TopicMarkovSource:
             logp = logp + np.log(self.transitions[topics[:, None], words[None, :-1], words[None, 1:]]).sum(axis=1)
         return logp
 
+    def topic_bayes_accuracy(self, length: int, documents: int = 20_000, seed: int = 0) -> float:
+        """Accuracy of the exact posterior's best guess of the topic of a `length`-word document
+        (uniform prior), estimated on `documents` sampled documents: the ceiling of any topic
+        classifier, so a downstream table can say how much headroom its models leave."""
+        sample = self.sample(np.random.default_rng(seed), documents, length)
+        words = sample["words"]
+        logp = np.log(self.initial[:, words[:, 0]])                                             # (T, N)
+        if length > 1:
+            logp = logp + np.log(self.transitions[:, words[:, :-1], words[:, 1:]]).sum(axis=-1)
+        return float((logp.argmax(axis=0) == sample["topic"]).mean())
+
     def span_nll(self, words: np.ndarray, noise: np.ndarray) -> float:
         """Exact -log P(noise words and span lengths | visible words, counts of spans and noise).
 

@@ -123,3 +123,13 @@ def test_a_local_sentencepiece_model_gives_piece_documents(tmp_path):
     processor = sentencepiece.SentencePieceProcessor(model_file=str(tmp_path / "sp.model"))
     decoded = processor.decode([p - WORD_OFFSET for p in pieces])
     assert len(pieces) == 24 and " ".join(decoded.split()) in " ".join(text.read_text().split())
+
+
+def test_topic_bayes_accuracy_is_the_exact_posteriors_hit_rate():
+    source = TopicMarkovSource(num_words=8, num_topics=3, concentration=0.5)
+    sample = source.sample(np.random.default_rng(0), 400, 3)
+    by_document = np.mean([source.log_likelihood(words).argmax() == topic
+                           for words, topic in zip(sample["words"], sample["topic"])])
+    assert source.topic_bayes_accuracy(3, documents=400, seed=0) == pytest.approx(by_document)
+    assert TopicMarkovSource(num_words=8, num_topics=1).topic_bayes_accuracy(3, documents=50) == 1.0
+    assert 1 / 3 < source.topic_bayes_accuracy(1) < source.topic_bayes_accuracy(6) <= 1.0
