@@ -7,8 +7,10 @@ The model is the LRA byte-level text encoder (4 layers, width 256, 4 heads, MLP 
 attention core built from its gin/lra/attention/<name>.gin, the same weights with and without the
 switch. Memory is the peak resident set growth of one training step after a first step has
 allocated gradients and Adam state (the attention benchmark's `PeakMemory`): the activations, the
-thing checkpointing trades. Time is the median of the timed steps, both arms interleaved step by
-step. Goal: <= 0.6x the memory without it at 4K tokens (dense attention), with the time cost printed.
+thing checkpointing trades. Every variant's memory is measured before anything is timed, with
+every large block its own mapping (as in the attention benchmark), so a measurement does not
+depend on the order of the variants. Time is the median of the timed steps, both arms
+interleaved step by step. Goal: <= 0.6x the memory without it at 4K tokens (dense attention), with the time cost printed.
 """
 from __future__ import annotations
 
@@ -52,9 +54,8 @@ def timed_step(model, optimizer, tokens, labels) -> float:
     return seconds
 
 
-def measure(variant: str, length: int, batch: int, steps: int, device: str = "cpu") -> dict[str, float]:
-    """Peak MiB and median seconds per step, without and with checkpointing, and whether both arms
-    trained to the same weights."""
+def arms_and_batch(variant: str, length: int, batch: int, device: str):
+    """The plain model and a checkpointed copy (same weights), their Adam optimizers, and a batch."""
     generator = torch.Generator().manual_seed(length)
     tokens = torch.randint(0, 256, (batch, length), generator=generator).to(device)
     labels = torch.randint(0, 2, (batch,), generator=generator).to(device)
@@ -64,28 +65,44 @@ def measure(variant: str, length: int, batch: int, steps: int, device: str = "cp
     checkpoint_activations(recomputing)
     arms = {"plain": plain, "checkpointed": recomputing}
     optimizers = {name: torch.optim.Adam(model.parameters(), lr=1e-4) for name, model in arms.items()}
-    for name, model in arms.items():  # gradients and Adam state exist before memory is measured
+    return arms, optimizers, tokens, labels
+
+
+def measure_memory(variant: str, length: int, batch: int, device: str = "cpu") -> dict[str, float]:
+    """Peak MiB of a training step without and with checkpointing, after a first step has allocated
+    gradients and Adam state. Call with allocator(measuring=True) and before anything in this
+    process is timed: a heap grown under glibc's adaptive threshold would serve the measured step
+    from its free lists, so the resident peak would depend on what ran before."""
+    arms, optimizers, tokens, labels = arms_and_batch(variant, length, batch, device)
+    for name, model in arms.items():
         torch.manual_seed(0)
         train_step(model, optimizers[name], tokens, labels)
     memory = {}
-    allocator(measuring=True)  # every large tensor its own mapping: the resident peak counts each live one
     for name, model in arms.items():
         with (CudaPeak() if device == "cuda" else PeakMemory()) as peak:
             torch.manual_seed(1)
             timed_step(model, optimizers[name], tokens, labels)
         memory[name] = peak.mib
-    allocator(measuring=False)  # freed tensors reused, as in an ordinary run
+    return {"plain_mib": memory["plain"], "checkpointed_mib": memory["checkpointed"],
+            "memory_ratio": memory["checkpointed"] / memory["plain"]}
+
+
+def measure_time(variant: str, length: int, batch: int, steps: int, device: str = "cpu") -> dict[str, float]:
+    """Median seconds per step without and with checkpointing (interleaved step by step, the same
+    dropout masks in both), and whether both arms trained to the same weights."""
+    arms, optimizers, tokens, labels = arms_and_batch(variant, length, batch, device)
     times: dict[str, list[float]] = {name: [] for name in arms}
-    for index in range(steps):
+    for index in range(steps + 1):  # the first step allocates gradients and Adam state: not timed
         for name, model in arms.items():
-            torch.manual_seed(2 + index)  # the same dropout masks in both arms
-            times[name].append(timed_step(model, optimizers[name], tokens, labels))
+            torch.manual_seed(2 + index)
+            seconds = timed_step(model, optimizers[name], tokens, labels)
+            if index:
+                times[name].append(seconds)
+    plain, recomputing = arms["plain"], arms["checkpointed"]
     # Bit-identical on the CPU; CUDA's backward kernels may sum in another order from run to run.
     tolerance = dict(rtol=0.0, atol=0.0) if device == "cpu" else dict(rtol=1e-3, atol=1e-5)
     same = all(torch.allclose(a, b, **tolerance) for a, b in zip(plain.parameters(), recomputing.parameters()))
-    return {"plain_mib": memory["plain"], "checkpointed_mib": memory["checkpointed"],
-            "memory_ratio": memory["checkpointed"] / memory["plain"],
-            "plain_s": statistics.median(times["plain"]), "checkpointed_s": statistics.median(times["checkpointed"]),
+    return {"plain_s": statistics.median(times["plain"]), "checkpointed_s": statistics.median(times["checkpointed"]),
             "time_ratio": statistics.median(times["checkpointed"]) / statistics.median(times["plain"]),
             "same_weights": same}
 
@@ -111,8 +128,12 @@ def main(argv: list[str]) -> int:
     rows = []
     print(f"text encoder at {args.length} tokens, batch {args.batch}, on {args.device}, {args.threads} thread(s), "
           f"median of {args.steps} step(s)")
+    allocator(measuring=True)  # memory first, every variant (see measure_memory)
+    memory = {variant: measure_memory(variant, args.length, args.batch, args.device) for variant in variants}
+    allocator(measuring=False)  # freed tensors reused, as in an ordinary run
     for variant in variants:
-        row = {"model": NAMES[variant], **measure(variant, args.length, args.batch, args.steps, args.device)}
+        row = {"model": NAMES[variant], **memory[variant],
+               **measure_time(variant, args.length, args.batch, args.steps, args.device)}
         rows.append(row)
         print(f"  {row['model']:22s} memory {row['plain_mib']:7.0f} -> {row['checkpointed_mib']:7.0f} MiB "
               f"({row['memory_ratio']:.2f}x, goal <= 0.6)   step {row['plain_s']:.2f} -> {row['checkpointed_s']:.2f} s "
