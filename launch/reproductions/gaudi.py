@@ -69,10 +69,10 @@ SMOKE = (*steps(4, 4), "NUM_SCENES = 6", "ProceduralRooms.resolution = 8", "Proc
          "LatentPrior.interpolation_steps = 2", "LatentPrior.feature_steps = 5")
 BUDGETS = {
     "smoke": Budget("smoke", seeds=(0,), bindings=SMOKE, note="6 rooms of 8x8 pixels, 4 steps per stage: the pipeline"),
-    "cpu": Budget("cpu", seeds=(0,), bindings=steps(1500, 2000),
-                  note="stage 1 1,500 steps (half the gin file's 3,000), each prior 2,000 steps; one training seed"),
-    "gpu": Budget("gpu", seeds=(0, 1, 2), bindings=steps(3000, 2000),
-                  note="stage 1 3,000 steps, each prior 2,000, three training seeds: one GPU machine, not run yet"),
+    "cpu": Budget("cpu", seeds=tuple(range(5)), bindings=steps(1500, 2000),
+                  note="stage 1 1,500 steps (half the gin file's 3,000), each prior 2,000 steps; five training seeds"),
+    "gpu": Budget("gpu", seeds=tuple(range(5)), bindings=steps(3000, 2000),
+                  note="stage 1 3,000 steps, each prior 2,000, five training seeds: one GPU machine, not run yet"),
 }
 
 
@@ -137,10 +137,11 @@ def make_study(root: str, budget: str) -> Study:
         "NN-train ratio (frames): the same with a sample's rendered frames against the real frames of the "
         "training trajectories (about 0 = copies of training scenes; the training-latents row shows what an "
         "exact copy scores, its reconstruction error; the Gaussian row what a new but crude scene scores).",
-        f"Unit of every mean, interval and claim: one test draw of 32 sampled scenes ({TEST_DRAWS} per training "
-        "seed; draw k of a seed uses the same sampling noise in every arm, so the guided and unguided rows of one "
-        "draw start from the same noise). The interval covers the sampling noise only: the cpu budget has one "
-        "training seed, so it says nothing about how another auto-decoder or prior would do.",
+        f"Each run scores {TEST_DRAWS} test draws of 32 sampled scenes (draw k of a seed uses the same sampling "
+        "noise in every arm, so the guided and unguided rows of one draw start from the same noise), and each "
+        "training seed trains its own auto-decoder and priors. With 5 or more training seeds (the cpu and gpu "
+        "budgets) the unit of every mean, interval and claim is a training seed, its test draws averaged, so an "
+        "interval covers the spread between auto-decoders and priors; with fewer it is a (seed, draw) pair.",
         "The auto-decoder has no held-out scenes (it fits every trajectory), so the splits are draws: draw 0 is the "
         "validation draw, draws 1-5 the test draws. KID of the conditional rows is not comparable with the "
         "unconditional ones: they ask for exactly balanced floor colours, which removes the floor-colour sampling "

@@ -70,6 +70,6 @@ def test_cpu_and_gpu_budgets_plan(tmp_path, capsys):
     for budget in ("cpu", "gpu"):
         assert gaudi.main(["--budget", budget, "--print-plan", "--workdir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "gaudi/rooms [cpu]: 5 runs" in text and "gaudi/rooms [gpu]: 15 runs" in text
+    assert "gaudi/rooms [cpu]: 25 runs" in text and "gaudi/rooms [gpu]: 25 runs" in text
     assert "stage-1 steps 3000" in text and "prior batch 64" in text
     assert not os.listdir(tmp_path)
