@@ -634,7 +634,8 @@ class Plan:
             "metric": study.metric, "select_metric": study.select_metric or study.metric,
             "direction": study.direction, "select_split": study.select_split,
             "report_split": study.report_split, "proportion": study.proportion, "scale": study.scale,
-            "unit": study.unit, "draws": study.draws, "units": study.units(len(budget.seeds)), "files": list(study.files), "bindings": list(study.bindings),
+            "unit": study.unit, "draws": study.draws, "units": study.units(len(budget.seeds)),
+            "files": list(study.files), "bindings": list(study.bindings),
             "machine": machines.pop(), "provenance": {**summary_provenance(every),
                                                       "tuning_runs": len(tuning),
                                                       "tuning_wall_s": round(sum(r["provenance"]["wall_s"]

@@ -14,9 +14,9 @@ the benchmark layout beside them (results/<study>/<budget>_analysis.json, writte
 launch/study.py's `write_analysis`) and use the record views below.
 
 A benchmark's record (`results/bench/NAME.json`, written by `python launch/bench.py NAME`, see
-launch/benchmarks/_record.py) has its own views: `table` (its tables), `table:NAME` (one of them, by its key in the record),
-`sentence` (its summary sentence and where, when and under what load it was measured) and `bench`
-(tables and sentence).
+launch/benchmarks/_record.py) has its own views: `table` (its tables), `table:NAME` (one of them,
+by its key in the record), `sentence` (its summary sentence and where, when and under what load it
+was measured) and `bench` (tables and sentence).
 
     python launch/tables.py            # rewrite every block in README.md and docs/*.md
     python launch/tables.py --check    # exit 1 and name every block that differs from results/
