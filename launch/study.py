@@ -738,7 +738,9 @@ def plan_text(studies: Sequence[Study], budget: str, root: str) -> str:
 
 # --- the command line every protocol reproduction shares ---------------------------------------
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, plan: bool = False) -> None:
+    """The protocol's options; `plan` adds `--print-plan` (see `printed_plan`) for a reproduction
+    whose studies are all known before anything runs."""
     parser.add_argument("--budget", default="cpu", help="smoke (seconds), cpu (the committed results) or gpu")
     parser.add_argument("--jobs", type=int, default=1, help="local processes at once (executor 'process')")
     parser.add_argument("--threads", type=int, default=None,
@@ -753,6 +755,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", default=os.path.join(REPO_ROOT, "runs", "studies"),
                         help="where the runs live (one folder per study/budget/arm/candidate/seed)")
     parser.add_argument("--out", default=os.path.join(REPO_ROOT, "results"), help="results/<study>/<budget>.json")
+    if plan:
+        parser.add_argument("--print-plan", action="store_true",
+                            help="check every arm's budget and print the runs; train nothing")
+
+
+def printed_plan(studies: Sequence[Study], args: argparse.Namespace) -> bool:
+    """Under `--print-plan`, print `plan_text` for `studies` and return True (the caller stops)."""
+    if not getattr(args, "print_plan", False):
+        return False
+    print(plan_text(studies, args.budget, os.path.abspath(args.workdir)))
+    return True
 
 
 def runner_from(args: argparse.Namespace) -> Runner:

@@ -102,9 +102,8 @@ def selection(results: Mapping[str, Any]) -> str:
 
 
 def by_draw(results: Mapping[str, Any]) -> bool:
-    """Whether the results' unit is a (seed, draw) pair (launch/study.py's `Study.units`); results
-    written before the `units` key had it whenever they had several draws."""
-    return results.get("units", "seed x draw" if results.get("draws", 1) > 1 else "seed") == "seed x draw"
+    """Whether the results' unit is a (seed, draw) pair (launch/study.py's `Study.units`)."""
+    return results.get("units") == "seed x draw"
 
 
 def arms_table(results: Mapping[str, Any]) -> str:

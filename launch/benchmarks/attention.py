@@ -300,11 +300,13 @@ def goal_figures(vs_naive: dict) -> tuple[dict, str]:
     its goal (`GOALS`); computed from the record's own `vs_naive` table."""
     rows = {row["model"]: row for row in vs_naive["rows"]}
     longest = max(int(key.rsplit("_", 1)[1]) for key in next(iter(rows.values())) if key.startswith("speed_ratio_"))
+
     def ratio(name: str, what: str) -> float | None:
         row = rows.get(NAMES[name])
         return None if row is None else row[f"{what}_ratio_{longest}"]
-    speeds = [ratio(n, "speed") for n in FAST_CORES if ratio(n, "speed") is not None]
-    memories = [ratio(n, "mib") for n in FAST_CORES if ratio(n, "mib") is not None]
+    fast = [NAMES[n] for n in FAST_CORES if NAMES[n] in rows]
+    speeds = [rows[n][f"speed_ratio_{longest}"] for n in fast]
+    memories = [rows[n][f"mib_ratio_{longest}"] for n in fast]
     figures = {"length": length_label(longest), "fast_speed_low": min(speeds), "fast_speed_high": max(speeds),
                "fast_memory_low": min(memories), "fast_memory_high": max(memories),
                "sdpa_speed": ratio("sdpa", "speed"), "sdpa_memory": ratio("sdpa", "mib"),

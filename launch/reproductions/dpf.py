@@ -188,9 +188,8 @@ def figure(results: dict, root: str, out: str) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    protocol.add_arguments(parser)
+    protocol.add_arguments(parser, plan=True)
     parser.add_argument("--domains", default=None, help=f"comma-separated subset of {list(DOMAINS)}")
-    parser.add_argument("--print-plan", action="store_true", help="check and print the plan; train nothing")
     args = parser.parse_args(argv)
     chosen = studies(args.budget)
     if args.domains:
@@ -198,8 +197,7 @@ def main(argv: list[str]) -> int:
         chosen = [s for s in chosen if s.name.split("/")[1] in wanted]
     if not chosen:
         parser.error(f"no DPF study has budget {args.budget!r} for domains {args.domains or list(DOMAINS)}")
-    if args.print_plan:
-        print(protocol.plan_text(chosen, args.budget, os.path.abspath(args.workdir)))
+    if protocol.printed_plan(chosen, args):
         return 0
     command = shlex.join(["python", "launch/reproduce.py", "dpf", *argv])
     code = protocol.main(chosen, args, command)

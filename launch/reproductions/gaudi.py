@@ -185,15 +185,13 @@ def strips(results: dict, root: str, out: str) -> list[str]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    protocol.add_arguments(parser)
-    parser.add_argument("--print-plan", action="store_true", help="check and print the plan; train nothing")
+    protocol.add_arguments(parser, plan=True)
     args = parser.parse_args(argv)
     if args.budget not in BUDGETS:
         parser.error(f"unknown budget {args.budget!r}; choose from {list(BUDGETS)}")
     root, out = os.path.abspath(args.workdir), os.path.abspath(args.out)
     study = make_study(root, args.budget)
-    if args.print_plan:
-        print(protocol.plan_text([study], args.budget, root))
+    if protocol.printed_plan([study], args):
         return 0
     command = shlex.join(["python", "launch/reproduce.py", "gaudi", *argv])
     load_start = load_average()

@@ -364,8 +364,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="", help=f"comma-separated, from {','.join(TASK_CLASS)} (default: every "
                         "task the budget has: listops alone at cpu)")
-    parser.add_argument("--print-plan", action="store_true", help="print each study's arms and budget; train nothing")
-    protocol.add_arguments(parser)
+    protocol.add_arguments(parser, plan=True)
     args = parser.parse_args(argv)
     if args.budget not in ("smoke", "cpu", "gpu"):
         parser.error(f"unknown budget {args.budget!r}; choose from smoke, cpu, gpu")
@@ -374,8 +373,7 @@ def main(argv: list[str]) -> int:
     if unknown:
         parser.error(f"no {args.budget} budget for {unknown}; it has {tasks_at(args.budget)}")
     studies = [study(task, args.budget) for task in tasks]
-    if args.print_plan:
-        print(protocol.plan_text(studies, args.budget, os.path.abspath(args.workdir)))
+    if protocol.printed_plan(studies, args):
         return 0
     command = shlex.join(["python", "launch/reproduce.py", "lra", *argv])
     code = protocol.main(studies, args, command)

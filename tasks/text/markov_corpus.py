@@ -73,11 +73,10 @@ class TopicMarkovSource:
         return self._powers[steps]
 
     def log_likelihood(self, words: np.ndarray) -> np.ndarray:
-        """log P(words | topic) for each topic: (T,) for one document."""
-        topics = np.arange(self.num_topics)
-        logp = np.log(self.initial[:, words[0]])
-        if len(words) > 1:
-            logp = logp + np.log(self.transitions[topics[:, None], words[None, :-1], words[None, 1:]]).sum(axis=1)
+        """log P(words | topic) for each topic: (T,) for one document (L,), (T, N) for N documents (N, L)."""
+        logp = np.log(self.initial[:, words[..., 0]])
+        if words.shape[-1] > 1:
+            logp = logp + np.log(self.transitions[:, words[..., :-1], words[..., 1:]]).sum(axis=-1)
         return logp
 
     def topic_bayes_accuracy(self, length: int, documents: int = 20_000, seed: int = 0) -> float:
@@ -85,11 +84,7 @@ class TopicMarkovSource:
         (uniform prior), estimated on `documents` sampled documents: the ceiling of any topic
         classifier, so a downstream table can say how much headroom its models leave."""
         sample = self.sample(np.random.default_rng(seed), documents, length)
-        words = sample["words"]
-        logp = np.log(self.initial[:, words[:, 0]])                                             # (T, N)
-        if length > 1:
-            logp = logp + np.log(self.transitions[:, words[:, :-1], words[:, 1:]]).sum(axis=-1)
-        return float((logp.argmax(axis=0) == sample["topic"]).mean())
+        return float((self.log_likelihood(sample["words"]).argmax(axis=0) == sample["topic"]).mean())
 
     def span_nll(self, words: np.ndarray, noise: np.ndarray) -> float:
         """Exact -log P(noise words and span lengths | visible words, counts of spans and noise).
