@@ -38,7 +38,9 @@ def test_budgets_plan_with_five_seeds_and_one_sweep_for_every_shape(budget, tmp_
     assert len(upstream.budget.seeds) >= 5 and len(downstream.budget.seeds) >= 5
     assert {arm.tune for arm in downstream.study.arms} == {deepnarrow.LR}
     names = {claim.name for claim in downstream.study.claims}
-    assert "nl8_dm32_beats_nl2_dm64" in names and "nl2_dm64_beats_nl2_dm32" in names
+    assert "nl8_dm32_beats_nl2_dm64" in names and "nl2_dm64_beats_nl2_dm48" in names
+    widest = "nl2_dm64" if budget == "cpu" else "nl2_dm96"
+    assert f"{widest}_beats_nl2_dm16" in names  # every step of the width ladder, and its ends
     # Each candidate of an arm and seed starts from that arm's and seed's pre-trained run.
     for spec in downstream.first_phase():
         [binding] = [b for b in spec["bindings"] if b.startswith("finetune.checkpoint")]
@@ -72,3 +74,10 @@ def test_smoke_command_fine_tunes_each_seeds_own_pretraining(tmp_path):
     text = tables.render([analysis], "bench")
     assert "NL4-DM32" in text and "fine-tuning lr" in text
     assert os.path.getsize(out / "deepnarrow" / "smoke_downstream_vs_flops.png") > 10_000
+
+
+def test_the_size_check_climbs_the_vanilla_ladder_step_by_step_then_end_to_end():
+    names = ["nl8_dm32", "nl2_dm48", "nl2_dm16", "nl2_dm32", "nl4_dm32"]
+    assert deepnarrow.size_check(names) == [("nl2_dm32", "nl2_dm16"), ("nl2_dm48", "nl2_dm32"),
+                                            ("nl2_dm48", "nl2_dm16")]
+    assert deepnarrow.size_check(["nl2_dm32", "nl2_dm48"]) == [("nl2_dm48", "nl2_dm32")]
