@@ -28,7 +28,7 @@ from tasks.common import generative_metrics as gm
 from tasks.scenes.frame_features import train_frame_classifier
 from tasks.common.latent_diffusion import LatentDiffusion
 from tasks.scenes.autodecoding import frame_strip
-from tasks.scenes.metrics import enclosed, fraction, path_steps
+from tasks.scenes.metrics import enclosed, fraction, path_steps, seen_directions
 from tasks.scenes.trajectories import SceneTrajectories
 
 
@@ -85,9 +85,19 @@ class LatentPrior(LatentDiffusion):
             out = decoder.render_frames(z, torch.as_tensor(times, device=device).expand(count, -1),
                                         torch.as_tensor(scenes.intrinsics[0], device=device).expand(count, 3),
                                         scenes.height, scenes.width)
-            out["inside"] = enclosed(decoder.render_rays, out["planes"], out["translation"])
+            out["inside"] = enclosed(decoder.render_rays, out["planes"], out["translation"],
+                                     directions=self.enclosure_directions)
             parts.append({k: out[k].cpu() for k in ("rgb", "quaternion", "translation", "inside")})
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    @functools.cached_property
+    def enclosure_directions(self) -> torch.Tensor:
+        """The enclosure test's directions: those the training views reach (`seen_directions`).
+        Straight up, which no training camera sees, failed for the training latents themselves
+        on some auto-decoders and passed on others, so it measured the auto-decoder's guess."""
+        scenes = self.scenes
+        return seen_directions(torch.as_tensor(scenes.quaternions), torch.as_tensor(scenes.intrinsics)[:, None],
+                               scenes.height, scenes.width)
 
     # --- metrics ---------------------------------------------------------------------------------
     def classifier(self):

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from models.layers.cameras import rotation_angle
+from models.layers.cameras import camera_rays, rotation_angle
 
 # 26 directions: the faces, edges and corners of a cube around the camera.
 _GRID = torch.stack(torch.meshgrid(*[torch.tensor([-1.0, 0.0, 1.0])] * 3, indexing="ij"), -1).reshape(-1, 3)
@@ -48,14 +48,30 @@ def inside_box(positions: torch.Tensor, half_extents: torch.Tensor) -> torch.Ten
 RenderRays = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
 
+def seen_directions(quaternions: torch.Tensor, intrinsics: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The ENCLOSURE_DIRECTIONS no higher than the highest ray of any given camera (quaternions
+    (..., 4), intrinsics broadcast to (..., 3)): a field learned from these views says nothing about space
+    above them (with cameras that look down, the ceiling straight overhead), so an enclosure
+    test of a learned field asks only about what the views constrain."""
+    # Without roll the highest ray of a frame leaves from the middle or a corner of its top edge.
+    edge = torch.tensor([[0.0, 0.0], [width / 2, 0.0], [float(width), 0.0]])
+    intrinsics = torch.broadcast_to(intrinsics, (*quaternions.shape[:-1], 3)).reshape(-1, 3).float()
+    quaternions = quaternions.reshape(-1, 4).float()
+    _, rays = camera_rays(quaternions, torch.zeros(len(quaternions), 3), edge.expand(len(quaternions), -1, -1),
+                          intrinsics)
+    highest = torch.nn.functional.normalize(rays, dim=-1)[..., 1].max()
+    return ENCLOSURE_DIRECTIONS[ENCLOSURE_DIRECTIONS[:, 1] <= highest + 1e-6]
+
+
 @torch.no_grad()
 def enclosed(render_rays: RenderRays, planes: torch.Tensor, positions: torch.Tensor, *, min_opacity: float = 0.9,
-             free_radius: float = 0.1) -> torch.Tensor:
+             free_radius: float = 0.1, directions: torch.Tensor = ENCLOSURE_DIRECTIONS) -> torch.Tensor:
     """(B, F) whether each camera position (B, F, 3) of scene b stands inside a closed room of the
-    field `planes[b]`: rays in 26 directions all become opaque (>= `min_opacity`), none of them
-    closer than `free_radius` (a camera inside a wall or an object stops every ray at once)."""
+    field `planes[b]`: rays in every one of `directions` (unit, (K, 3)) become opaque
+    (>= `min_opacity`), none of them closer than `free_radius` (a camera inside a wall or an object
+    stops every ray at once)."""
     batch, frames = positions.shape[:2]
-    directions = ENCLOSURE_DIRECTIONS.to(positions)
+    directions = directions.to(positions)
     count = len(directions)
     origins = positions[:, :, None, :].expand(batch, frames, count, 3).reshape(batch, frames * count, 3)
     rays = directions.expand(batch, frames, count, 3).reshape(batch, frames * count, 3)
