@@ -92,8 +92,8 @@ UPSTREAM_BUDGETS = {
     # validation split) 2,000 steps took them to 0.66 / 0.63 nats and topic accuracy to 97.8 / 98.0%.
     "cpu": Budget("cpu", seeds=tuple(range(5)), bindings=span_bindings(2000, 16),
                   note="2,000 steps x batch 16 of 32-word documents, 1 thread on a 2-core CPU"),
-    "gpu": Budget("gpu", seeds=tuple(range(10)), bindings=span_bindings(2000, 32),
-                  note="2,000 steps x batch 16, two more shapes, for one GPU machine with --jobs 16 "
+    "gpu": Budget("gpu", seeds=tuple(range(10)), bindings=span_bindings(10_000, 32),
+                  note="10,000 steps x batch 16, two more shapes, for one GPU machine with --jobs 16 "
                        "(planned, not yet run)"),
 }
 
@@ -144,9 +144,9 @@ DOWNSTREAM_BUDGETS = {
     "cpu": Budget("cpu", seeds=tuple(range(5)), bindings=finetune_bindings(2000, 128), sweep={"FINETUNE_LR": LEARNING_RATES},
                   tune_seeds=2, note="2,000 fine-tuning steps x batch 16; the learning rate chosen per shape on "
                                      "validation over seeds 0-1; 1 thread on a 2-core CPU"),
-    "gpu": Budget("gpu", seeds=tuple(range(10)), bindings=finetune_bindings(1000, 128),
+    "gpu": Budget("gpu", seeds=tuple(range(10)), bindings=finetune_bindings(2000, 128),
                   sweep={"FINETUNE_LR": LEARNING_RATES}, tune_seeds=3,
-                  note="1,000 fine-tuning steps, for one GPU machine with --jobs 16 (planned, not yet run)"),
+                  note="2,000 fine-tuning steps, for one GPU machine with --jobs 16 (planned, not yet run)"),
 }
 
 
