@@ -1,6 +1,7 @@
 """Metrics of rendered scenes and camera paths: PSNR, pose errors, path smoothness, and whether a
 camera stands inside a closed room, for ground truth (a box test) and for any radiance field
-(every direction around the camera must hit a surface, and the camera must not sit in matter).
+(every direction around the camera that the training views reach must hit a surface, and the
+camera must not sit in matter).
 """
 from __future__ import annotations
 
