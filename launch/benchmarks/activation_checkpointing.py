@@ -10,7 +10,8 @@ allocated gradients and Adam state (the attention benchmark's `PeakMemory`): the
 thing checkpointing trades. Every variant's memory is measured before anything is timed, with
 every large block its own mapping (as in the attention benchmark), so a measurement does not
 depend on the order of the variants. Time is the median of the timed steps, both arms
-interleaved step by step. Goal: <= 0.6x the memory without it at 4K tokens (dense attention), with the time cost printed.
+interleaved step by step. Goal: <= 0.6x the memory without it at 4K tokens (dense attention), with
+the time cost printed.
 """
 from __future__ import annotations
 

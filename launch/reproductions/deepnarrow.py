@@ -26,7 +26,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from launch import study as protocol
 from launch.benchmarks._record import load_average, table
@@ -53,10 +53,15 @@ LEARNING_RATES = ("3e-4", "1e-3", "3e-3", "1e-2")
 MATCHED = (("nl4_dm32", "nl2_dm48"), ("nl8_dm32", "nl2_dm64"), ("nl8_dm48", "nl2_dm96"))
 
 
+def vanilla_ladder(names: Iterable[str]) -> list[str]:
+    """The vanilla (2-layer) shapes among `names`, narrowest first."""
+    return sorted((n for n in names if GPU_SHAPES[n][1] == 2), key=lambda n: GPU_SHAPES[n][2])
+
+
 def size_check(names: Sequence[str]) -> list[tuple[str, str]]:
-    """The protocol's check on the vanilla (2-layer) width ladder among `names`: (wider, narrower)
-    for every step up, then the widest against the narrowest."""
-    ladder = sorted((n for n in names if GPU_SHAPES[n][1] == 2), key=lambda n: GPU_SHAPES[n][2])
+    """The protocol's check on the vanilla width ladder among `names`: (wider, narrower) for every
+    step up, then the widest against the narrowest."""
+    ladder = vanilla_ladder(names)
     steps = [(wide, narrow) for narrow, wide in zip(ladder, ladder[1:])]
     return steps + [(ladder[-1], ladder[0])] if len(ladder) > 2 else steps
 
@@ -141,8 +146,8 @@ DOWNSTREAM_BUDGETS = {
     # (NL2-DM64 trailed NL2-DM48 in all 5 seeds); at 1,000 every shape still chose the largest
     # learning rate that did not diverge, lower ones scored lower (still learning), and NL2-DM64 fell
     # 4 points short of NL2-DM48 on 2 seeds, 3 points under the exact posterior's ceiling.
-    "cpu": Budget("cpu", seeds=tuple(range(5)), bindings=finetune_bindings(2000, 128), sweep={"FINETUNE_LR": LEARNING_RATES},
-                  tune_seeds=2, note="2,000 fine-tuning steps x batch 16; the learning rate chosen per shape on "
+    "cpu": Budget("cpu", seeds=tuple(range(5)), bindings=finetune_bindings(2000, 128),
+                  sweep={"FINETUNE_LR": LEARNING_RATES}, tune_seeds=2, note="2,000 fine-tuning steps x batch 16; the learning rate chosen per shape on "
                                      "validation over seeds 0-1; 1 thread on a 2-core CPU"),
     "gpu": Budget("gpu", seeds=tuple(range(10)), bindings=finetune_bindings(2000, 128),
                   sweep={"FINETUNE_LR": LEARNING_RATES}, tune_seeds=3,
@@ -204,8 +209,8 @@ def downstream_study(budget: str, root: str) -> Study:
         select_split="validation", report_split="eval", measure=downstream_measure, extract=downstream_extract,
         seed_bindings=(checkpoint_binding(root, budget),), proportion=True, scale=100, unit="%",
         notes=(f"Fine-tuning on the latent topic of {DOWNSTREAM_LENGTH}-word documents (4 classes, chance 25%) from "
-               "each seed's own pre-trained run of the same shape (`deepnarrow/upstream`), every shape the same steps, batch and learning-rate "
-               "candidates; the learning rate is chosen per shape on the validation split. The old protocol (one "
+               "each seed's own pre-trained run of the same shape (`deepnarrow/upstream`), every shape the same steps, "
+               "batch and learning-rate candidates; the learning rate is chosen per shape on the validation split. The old protocol (one "
                "learning rate for every size) had accuracy fall with size.", ceiling_note()))
 
 
@@ -238,7 +243,7 @@ def analyse(upstream: Mapping[str, Any], downstream: Mapping[str, Any]) -> tuple
                      "downstream": interval(down[name]["summary"], downstream) if name in down else "",
                      "lr": down[name]["selected"].get("FINETUNE_LR", "") if name in down else ""})
     rows.sort(key=lambda row: row["flops"])
-    vanilla = sorted((n for n in down if n.startswith("nl2_")), key=lambda n: GPU_SHAPES[n][2])
+    vanilla = vanilla_ladder(down)
     accuracies = [down[n]["summary"]["mean"] for n in vanilla]
     claims_ = {claim["name"]: claim for claim in downstream["claims"]}
     widest = claims_.get(f"{vanilla[-1]}_beats_{vanilla[0]}")
@@ -263,8 +268,9 @@ def plot(upstream: Mapping[str, Any], downstream: Mapping[str, Any], path: str) 
     series: dict[str, list] = {}
     errors: dict[str, list] = {}
     points = []
+    vanilla = set(vanilla_ladder(arm["name"] for arm in downstream["arms"]))
     for arm in downstream["arms"]:
-        family = "2 layers (wide)" if arm["name"].startswith("nl2_") else "deeper, d_model 32 (narrow)"
+        family = "2 layers (wide)" if arm["name"] in vanilla else "deeper, d_model 32 (narrow)"
         summary, x = arm["summary"], flops[arm["name"]]
         series.setdefault(family, []).append((x, summary["mean"]))
         if summary["low"] is not None:

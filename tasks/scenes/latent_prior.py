@@ -92,9 +92,7 @@ class LatentPrior(LatentDiffusion):
 
     @functools.cached_property
     def enclosure_directions(self) -> torch.Tensor:
-        """The enclosure test's directions: those the training views reach (`seen_directions`).
-        Straight up, which no training camera sees, failed for the training latents themselves
-        on some auto-decoders and passed on others, so it measured the auto-decoder's guess."""
+        """The enclosure test's directions: those the training views reach (`seen_directions`)."""
         scenes = self.scenes
         return seen_directions(torch.as_tensor(scenes.quaternions), torch.as_tensor(scenes.intrinsics)[:, None],
                                scenes.height, scenes.width)
