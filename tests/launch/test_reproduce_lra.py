@@ -104,8 +104,18 @@ def test_smoke_study_end_to_end(tmp_path, capsys):
             assert claim["verdict"] == "inconclusive"  # two seeds judge nothing
         assert open(os.path.join(out, f"lra/{task}/smoke.md")).read() == tables.render([results], "full")
     assert [c["name"] for c in every["listops"]["claims"]] == ["dense_beats_local", "dense_beats_linear"]
+    assert any("top-level operator alone" in note for note in every["listops"]["notes"])
     assert os.path.getsize(os.path.join(out, "lra/smoke.png")) > 0
 
     assert lra.main(argv) == 0  # again: every run reused, the same results
     assert "run(s) to train" not in capsys.readouterr().out
     assert json.load(open(os.path.join(out, "lra/listops/smoke.json"))) == every["listops"]
+
+
+def test_lookup_accuracy_is_the_best_classifier_of_one_key():
+    # key 'a': labels 1, 1, 2 -> predicts 1; key 'b': 3, 0 (a tie) -> 0; unseen 'c' -> overall 1.
+    train_keys, train_labels = ["a", "a", "a", "b", "b"], [1, 1, 2, 3, 0]
+    test_keys, test_labels = ["a", "a", "b", "b", "c", "c"], [1, 2, 0, 3, 1, 4]
+    assert lra.lookup_accuracy(train_keys, train_labels, test_keys, test_labels) == pytest.approx(3 / 6)
+    # A key that determines the label makes the classifier exact.
+    assert lra.lookup_accuracy([5, 6, 7], [0, 1, 2], [7, 5, 6], [2, 0, 1]) == 1.0
