@@ -147,8 +147,9 @@ DOWNSTREAM_BUDGETS = {
     # learning rate that did not diverge, lower ones scored lower (still learning), and NL2-DM64 fell
     # 4 points short of NL2-DM48 on 2 seeds, 3 points under the exact posterior's ceiling.
     "cpu": Budget("cpu", seeds=tuple(range(5)), bindings=finetune_bindings(2000, 128),
-                  sweep={"FINETUNE_LR": LEARNING_RATES}, tune_seeds=2, note="2,000 fine-tuning steps x batch 16; the learning rate chosen per shape on "
-                                     "validation over seeds 0-1; 1 thread on a 2-core CPU"),
+                  sweep={"FINETUNE_LR": LEARNING_RATES}, tune_seeds=2,
+                  note="2,000 fine-tuning steps x batch 16; the learning rate chosen per shape on validation over "
+                       "seeds 0-1; 1 thread on a 2-core CPU"),
     "gpu": Budget("gpu", seeds=tuple(range(10)), bindings=finetune_bindings(2000, 128),
                   sweep={"FINETUNE_LR": LEARNING_RATES}, tune_seeds=3,
                   note="2,000 fine-tuning steps, for one GPU machine with --jobs 16 (planned, not yet run)"),
@@ -210,8 +211,8 @@ def downstream_study(budget: str, root: str) -> Study:
         seed_bindings=(checkpoint_binding(root, budget),), proportion=True, scale=100, unit="%",
         notes=(f"Fine-tuning on the latent topic of {DOWNSTREAM_LENGTH}-word documents (4 classes, chance 25%) from "
                "each seed's own pre-trained run of the same shape (`deepnarrow/upstream`), every shape the same steps, "
-               "batch and learning-rate candidates; the learning rate is chosen per shape on the validation split. The old protocol (one "
-               "learning rate for every size) had accuracy fall with size.", ceiling_note()))
+               "batch and learning-rate candidates; the learning rate is chosen per shape on the validation split. "
+               "The old protocol (one learning rate for every size) had accuracy fall with size.", ceiling_note()))
 
 
 def check_upstream(results: Mapping[str, Any], upstream: Mapping[str, Any]) -> None:

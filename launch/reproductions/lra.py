@@ -297,15 +297,21 @@ COMMON_NOTE = ("Every arm trains untuned at the task file's learning rate (no sw
                "`test` is read once.")
 
 
-def majority(task: str, budget: str) -> tuple[int, float, int]:
-    """(label, share, examples) of the test split's most frequent label: the floor of a classifier
-    that reads nothing (built from this budget's data, which the runs cache anyway)."""
-    import numpy as np
-
+@functools.lru_cache(maxsize=None)
+def budget_task(task: str, budget: str) -> Any:
+    """The task object this budget's runs train on, built once (its data is cached on disk anyway)."""
     from engine import config
     from launch.experiment import parsed_config
     with parsed_config([TASK_FILES[task][budget]], budgets(task)[budget].bindings):
-        labels = np.asarray(config.built("train.task").arrays("test")["label"])
+        return config.built("train.task")
+
+
+def majority(task: str, budget: str) -> tuple[int, float, int]:
+    """(label, share, examples) of the test split's most frequent label: the floor of a classifier
+    that reads nothing."""
+    import numpy as np
+
+    labels = np.asarray(budget_task(task, budget).arrays("test")["label"])
     counts = np.bincount(labels)
     return int(counts.argmax()), float(counts.max() / len(labels)), len(labels)
 
@@ -340,13 +346,9 @@ def first_token_accuracy(task: Any) -> float:
     return lookup_accuracy(first(train), train["label"], first(test), test["label"])
 
 
-@functools.lru_cache(maxsize=None)
 def operator_floor(budget: str) -> float:
     """What a model reaches on this budget's ListOps by reading only the token next to [CLS]."""
-    from engine import config
-    from launch.experiment import parsed_config
-    with parsed_config([TASK_FILES["listops"][budget]], budgets("listops")[budget].bindings):
-        return first_token_accuracy(config.built("train.task"))
+    return first_token_accuracy(budget_task("listops", budget))
 
 
 @functools.lru_cache(maxsize=None)
