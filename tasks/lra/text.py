@@ -97,22 +97,27 @@ class LRAText(ByteSequenceTask):
     """Binary classification of UTF-8 byte sequences (ids = byte + 1, 0 = padding; vocab 257),
     truncated to `max_length` bytes (LRA's released config: 1,000; the paper: up to 4K).
     Malformed files (an empty or misfiled review, a bad TSV row or label) are ConfigErrors
-    naming the file and line (`read_imdb`, `read_labelled_tsv`)."""
+    naming the file and line (`read_imdb`, `read_labelled_tsv`). `cue_words` (per polarity) sizes
+    the generated stand-in's sentiment lexicon: fewer words are quicker for a small byte-level
+    model to learn, without changing where the evidence lies."""
 
     def __init__(self, *, max_length: int = 1000, data_dir: str | None = None, num_classes: int = 2,
-                 num_train: int = 25_000, num_eval: int = 2_000, num_test: int = 25_000, data_seed: int = 0) -> None:
+                 num_train: int = 25_000, num_eval: int = 2_000, num_test: int = 25_000, data_seed: int = 0,
+                 cue_words: int = 16) -> None:
         super().__init__(max_length)
+        self.cue_words = require_int(cue_words, "LRAText.cue_words", low=1)
         self.num_classes = require_int(num_classes, "LRAText.num_classes", low=2)
         folder = release_dir(data_dir, "aclImdb", _has_text_files,
                              "LRAText.data_dir (aclImdb/{train,test}/{pos,neg} or train.tsv and test.tsv)")
         if folder is None:
             self.use_stand_in(
-                lambda rng, n, progress: synthetic_documents.sentiment_documents(rng, n, max_length,
-                                                                                 progress=progress),
+                lambda rng, n, progress: synthetic_documents.sentiment_documents(
+                    rng, n, max_length, cue_words=self.cue_words, progress=progress),
                 {"train": num_train, "eval": num_eval, "test": num_test}, data_seed,
                 "no IMDb files found (set LRAText.data_dir or $LRA_DATA/aclImdb); training on generated "
                 "byte-level 'synthetic reviews' whose label is the majority polarity of cue words spread over "
-                f"each document ({num_train:,} / {num_eval:,} / {num_test:,} documents of up to {max_length} bytes)")
+                f"each document ({self.cue_words} cue words per polarity; {num_train:,} / {num_eval:,} / "
+                f"{num_test:,} documents of up to {max_length} bytes)")
             return
         root = imdb_root(folder)
         if root is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 from launch import tables
@@ -51,7 +52,7 @@ def test_every_efficient_core_spans_less_than_the_sequence_at_the_cpu_budget(tas
 
 
 def test_cpu_budget_seeds_and_claims():
-    assert lra.tasks_at("cpu") == ["listops"]
+    assert lra.tasks_at("cpu") == ["listops", "text"]
     for task in lra.tasks_at("cpu"):
         study = lra.study(task, "cpu")
         assert [a.name for a in study.arms] == [a for a in lra.discover_attentions() if a in lra.CPU_ARMS[task]]
@@ -59,6 +60,8 @@ def test_cpu_budget_seeds_and_claims():
         assert all(not arm.tune for arm in study.arms)  # every arm untuned: the same treatment
     claims = {c.name: (c.better, c.worse) for c in lra.study("listops", "cpu").claims}
     assert claims == {"dense_beats_local": ("dense", "local"), "dense_beats_linear": ("dense", "linear")}
+    claims = {c.name: (c.better, c.worse) for c in lra.study("text", "cpu").claims}
+    assert claims == {"text_dense_beats_local": ("dense", "local"), "text_linear_beats_local": ("linear", "local")}
 
 
 def test_gpu_budget_plans_every_attention_at_the_papers_lengths_and_sizes(tmp_path):
@@ -119,3 +122,46 @@ def test_lookup_accuracy_is_the_best_classifier_of_one_key():
     assert lra.lookup_accuracy(train_keys, train_labels, test_keys, test_labels) == pytest.approx(3 / 6)
     # A key that determines the label makes the classifier exact.
     assert lra.lookup_accuracy([5, 6, 7], [0, 1, 2], [7, 5, 6], [2, 0, 1]) == 1.0
+
+
+class _Documents:
+    """A stand-in Text task of hand-written documents (the oracle reads `cue_words`, train and test)."""
+
+    def __init__(self, texts: list[bytes], labels: list[int], train_labels: list[int], cue_words: int = 4):
+        from tasks.lra.base import byte_rows
+        tokens, lengths = byte_rows(texts, 64)
+        self.cue_words = cue_words
+        self._splits = {"train": {"label": np.array(train_labels)},
+                        "test": {"tokens": tokens, "length": lengths, "label": np.array(labels)}}
+
+    def arrays(self, split):
+        return self._splits[split]
+
+
+def test_cue_oracle_counts_whole_cue_words_in_its_window():
+    from tasks.lra.synthetic_documents import sentiment_lexicons
+    positive, negative, filler = sentiment_lexicons(4)
+    one = b" ".join([positive[0], negative[1], positive[2]])  # positive 2 : 1
+    two = b" ".join([negative[0], filler[0], negative[3]])  # negative 2 : 0
+    task = _Documents([one, two], labels=[1, 0], train_labels=[0, 1, 1])  # training majority: 1
+    assert lra.cue_count_accuracy(task) == 1.0
+    # A window that ends inside the third word sees one cue of each polarity in `one` (a tie: the
+    # training majority, 1, right) and one negative in `two` (right).
+    cut = len(positive[0]) + len(negative[1]) + 4
+    assert lra.cue_count_accuracy(task, cut) == 1.0
+    # No bytes: every document is a tie, answered with the training majority (1): half right.
+    assert lra.cue_count_accuracy(task, 0) == 0.5
+    flipped = _Documents([one, two], labels=[1, 0], train_labels=[0, 0, 1])  # training majority: 0
+    assert lra.cue_count_accuracy(flipped, cut) == 0.5  # the tie in `one` now answers 0, wrong
+
+
+def test_cue_oracle_reads_every_generated_document_right():
+    """The stand-in's label is the majority polarity of its cues and no cue is cut off, so the oracle
+    reading everything is exact; reading nothing it scores the test split's share of the training
+    majority class."""
+    from tasks.lra.text import LRAText
+    task = LRAText(max_length=200, num_train=40, num_eval=2, num_test=40, cue_words=4, data_seed=3)
+    assert lra.cue_count_accuracy(task) == 1.0
+    train, test = task.arrays("train")["label"], task.arrays("test")["label"]
+    majority = int(np.bincount(train).argmax())
+    assert lra.cue_count_accuracy(task, 0) == pytest.approx(float((test == majority).mean()))
