@@ -132,10 +132,11 @@ def make_study(root: str, budget: str) -> Study:
         "rendered frames against the real frames in a small floor-colour classifier's features; floor accuracy: "
         "how often that classifier sees the asked floor colour (training latents: their true colour; the "
         "unconditional prior and the Gaussian fit cannot be asked, so they have none); cameras inside a closed "
-        "room (a ray in every direction the training views reach, 17 of 26 around the camera, stops at a surface "
-        "beyond 0.1; straight up, never in view, is not asked: on the auto-decoders of seeds 0 and 1 it alone "
-        "failed, for 27% and 85% of the training latents' cameras); step and turn ratio of sampled paths over "
-        "real ones (1 = real); NN-train ratio (latents): distance "
+        "room (a ray in every direction of 26 around the camera that the training views reach stops at a surface "
+        "beyond 0.1; straight up, never in view, is not asked: the stage-1 table gives, per training seed, how "
+        "many directions are asked and how many of the training latents' cameras pass and yet see nothing "
+        "straight up); step and turn ratio of sampled paths over real ones (1 = real); NN-train ratio (latents): "
+        "distance "
         "from a sampled latent to its nearest training latent over the typical distance between training latents; "
         "NN-train ratio (frames): the same with a sample's rendered frames against the real frames of the "
         "training trajectories (about 0 = copies of training scenes; the training-latents row shows what an "
@@ -156,14 +157,53 @@ def make_study(root: str, budget: str) -> Study:
                   seed_bindings=(f"gaudi.autodecoder_workdir = '{autodecoder_folder(root, budget)}'",))
 
 
-def analysis(results: dict) -> dict:
-    """Stage 1's reconstruction of its training trajectories, per training seed (every arm shares it)."""
+def analysis(results: dict, root: str) -> dict:
+    """Stage 1's reconstruction of its training trajectories, per training seed (every arm shares it),
+    and its `enclosure_diagnosis` (stage 1 in the seed's folder under `root`)."""
     first = results["arms"][0]["runs"]
-    rows = [{"seed": r["seed"], **{metric: r["extra"]["stage1"].get(metric, float("nan")) for _, metric in STAGE1}}
-            for r in first]
-    columns = [["training seed", "{seed}"]] + [[label, f"{{{metric}:.3f}}"] for label, metric in STAGE1]
+    folder = autodecoder_folder(root, results["budget"]["name"])
+    rows = []
+    for run in first:
+        diagnosis = enclosure_diagnosis(folder.format(seed=run["seed"]))
+        rows.append({"seed": run["seed"], **{m: run["extra"]["stage1"].get(m, float("nan")) for _, m in STAGE1},
+                     "asked": int(diagnosis["directions asked"]), "open_above": diagnosis["open above"]})
+    columns = ([["training seed", "{seed}"]] + [[label, f"{{{metric}:.3f}}"] for label, metric in STAGE1]
+               + [["directions asked (of 26)", "{asked}"],
+                  ["training cameras inside, open straight up", "{open_above:.1%}"]])
     return {"title": "Stage 1, whole frames of the training trajectories rendered from their true cameras, and "
-                     "their decoded camera paths", "columns": columns, "rows": rows}
+                     "their decoded camera paths; the enclosure test's directions, and the share of the training "
+                     "latents' cameras (decoded paths) that pass it and see no surface straight up",
+            "columns": columns, "rows": rows}
+
+
+def enclosure_diagnosis(folder: str) -> dict[str, float]:
+    """Why the enclosure test leaves 'straight up' out, measured on the finished stage 1 in `folder`:
+    how many of the 26 directions its training views reach (the directions the test asks), and the
+    share of its training latents' cameras (decoded paths, every frame, as the cameras-inside column
+    renders them) that pass the test and yet see no surface straight up: views that never look up
+    leave the field above them unconstrained."""
+    import torch
+
+    from engine import checkpoint, config
+    from launch.experiment import parsed_config
+    from tasks.scenes.latent_prior import enclosure_directions
+    from tasks.scenes.metrics import enclosed
+    with parsed_config([os.path.join(folder, "config.gin")], []):
+        task, model = config.built("gaudi.task"), config.built("train.model")
+    model.load_state_dict(checkpoint.load_weights(checkpoint.latest(folder)))
+    model.eval()
+    scenes = task.scenes
+    directions = enclosure_directions(scenes)
+    with torch.no_grad():
+        z = model.latents()
+        count = len(z)
+        z_scene, z_pose = model.split(z)
+        _, translations = model.pose_decoder(z_pose, torch.as_tensor(scenes.times[0]).expand(count, -1))
+        planes = model.scene_decoder(z_scene)
+        inside = enclosed(model.render_rays, planes, translations, directions=directions)
+        up = enclosed(model.render_rays, planes, translations, directions=torch.tensor([[0.0, 1.0, 0.0]]))
+    return {"directions asked": float(len(directions)), "open above": float((inside & ~up).float().mean()),
+            "inside": float(inside.float().mean())}
 
 
 def strips(results: dict, root: str, out: str) -> list[str]:
@@ -202,7 +242,7 @@ def main(argv: list[str]) -> int:
     if code == 0:
         from launch import tables
         results = tables.load(f"{NAME}/{args.budget}", out)
-        stage1 = analysis(results)
+        stage1 = analysis(results, root)
         psnr = [row["psnr"] for row in stage1["rows"]]
         protocol.write_analysis(os.path.join(out, NAME, f"{args.budget}_analysis.json"), f"{NAME}/{args.budget}", command,
                        [results], {"stage1": stage1}, {"seeds": len(psnr), "psnr": sum(psnr) / len(psnr)},

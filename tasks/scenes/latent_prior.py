@@ -35,6 +35,13 @@ from tasks.scenes.trajectories import SceneTrajectories
 DRAW_FROM = ("prior", "training_latents", "gaussian")
 
 
+def enclosure_directions(scenes: Any) -> torch.Tensor:
+    """The enclosure test's directions for scenes (a SceneTrajectories): those its training views
+    reach (`seen_directions`)."""
+    return seen_directions(torch.as_tensor(scenes.quaternions), torch.as_tensor(scenes.intrinsics)[:, None],
+                           scenes.height, scenes.width)
+
+
 @gin.configurable
 class LatentPrior(LatentDiffusion):
     """A diffusion prior on `latents` (N, D) of the frozen GAUDI `decoder` trained on `scenes`.
@@ -92,10 +99,7 @@ class LatentPrior(LatentDiffusion):
 
     @functools.cached_property
     def enclosure_directions(self) -> torch.Tensor:
-        """The enclosure test's directions: those the training views reach (`seen_directions`)."""
-        scenes = self.scenes
-        return seen_directions(torch.as_tensor(scenes.quaternions), torch.as_tensor(scenes.intrinsics)[:, None],
-                               scenes.height, scenes.width)
+        return enclosure_directions(self.scenes)
 
     # --- metrics ---------------------------------------------------------------------------------
     def classifier(self):

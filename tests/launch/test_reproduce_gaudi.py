@@ -58,6 +58,9 @@ def test_smoke_study_shares_one_autodecoder_and_scores_every_row_alike(tmp_path,
     assert open(os.path.join(out, "gaudi/rooms/smoke.md")).read() == tables.render([results], "full")
     record = json.load(open(os.path.join(out, "gaudi/rooms/smoke_analysis.json")))
     assert "Stage 1" in tables.bench_tables(record) and record["figures"]["seeds"] == 1
+    (row,) = record["tables"]["stage1"]["rows"]
+    # The cameras look down: straight up is never in view, so it (at least) is not asked.
+    assert 1 <= row["asked"] < 26 and 0 <= row["open_above"] <= 1
     assert os.path.exists(os.path.join(out, "gaudi/rooms/smoke_samples_conditional.png"))
     assert os.path.exists(os.path.join(out, "gaudi/rooms/smoke_reconstruction_stage1.png"))
 
