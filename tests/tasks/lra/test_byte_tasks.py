@@ -58,11 +58,12 @@ def test_tsv_text_files_round_trip_and_bad_rows_are_reported(tmp_path):
         LRAText(data_dir=str(tmp_path / "nowhere"))
 
 
-def test_text_stand_in_is_announced_and_its_label_is_the_majority_of_its_cues(caplog):
+@pytest.mark.parametrize("cue_words", [16, 4])  # the default lexicon and the cpu bed's
+def test_text_stand_in_is_announced_and_its_label_is_the_majority_of_its_cues(caplog, cue_words):
     with caplog.at_level(logging.WARNING, logger="tasks.lra"):
-        task = LRAText(max_length=200, num_train=40, num_eval=4, num_test=4)
+        task = LRAText(max_length=200, num_train=40, num_eval=4, num_test=4, cue_words=cue_words)
     assert "STAND-IN" in caplog.text and "STAND-IN" in task.summarize("eval", {})["data"].text
-    positive, negative, _ = synthetic_documents.sentiment_lexicons()
+    positive, negative, _ = synthetic_documents.sentiment_lexicons(cue_words)
     for i in range(40):
         words = decoded(task, "train", i).split(b" ")
         votes = sum(w in positive for w in words) - sum(w in negative for w in words)
@@ -84,11 +85,12 @@ def test_aan_pairs_round_trip(tmp_path):
         LRARetrieval(data_dir=str(tmp_path), max_length=20)
 
 
-def test_retrieval_stand_in_is_announced_and_matches_share_their_topic_words(caplog):
+@pytest.mark.parametrize("topic_words", [64, 8])  # the default lexicon and the smallest allowed
+def test_retrieval_stand_in_is_announced_and_matches_share_their_topic_words(caplog, topic_words):
     with caplog.at_level(logging.WARNING, logger="tasks.lra"):
-        task = LRARetrieval(max_length=300, num_train=30, num_eval=4, num_test=4)
+        task = LRARetrieval(max_length=300, num_train=30, num_eval=4, num_test=4, topic_words=topic_words)
     assert "STAND-IN" in caplog.text
-    topics, _ = synthetic_documents.topic_lexicons()
+    topics, _ = synthetic_documents.topic_lexicons(topic_words)
     for i in range(30):
         first = {w for w in decoded(task, "train", i).split(b" ") if w in topics}
         second = {w for w in decoded(task, "train", i, "2").split(b" ") if w in topics}
@@ -97,3 +99,5 @@ def test_retrieval_stand_in_is_announced_and_matches_share_their_topic_words(cap
         assert first == second or not first & second
     batch = next(task.batches("train", Shard(batch_size=4)))
     assert task.tokens(batch) == int(batch["length"].sum() + batch["length2"].sum())
+    with pytest.raises(ConfigError, match="topic_words"):  # fewer than two disjoint signatures
+        LRARetrieval(max_length=300, num_train=2, num_eval=1, num_test=1, topic_words=7)
