@@ -17,9 +17,10 @@ PLANE_AXES = ((0, 1), (1, 2), (0, 2))  # xy, yz, xz
 AGGREGATIONS = ("sum", "concat")
 
 
-def texel_coordinates(resolution: int, bound: float = 1.0) -> torch.Tensor:
-    """The coordinate of texel k along one plane axis: -bound + 2 bound k / (S - 1)."""
-    return torch.linspace(-bound, bound, resolution)
+def texel_coordinates(resolution: int, bound: float = 1.0, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The coordinate of texel k along one plane axis: -bound + 2 bound k / (S - 1) (in `dtype`: a
+    float32 coordinate cast up is off the texel centre by its rounding)."""
+    return torch.linspace(-bound, bound, resolution, dtype=dtype)
 
 
 def sample_planes(planes: torch.Tensor, points: torch.Tensor, bound: float = 1.0) -> torch.Tensor:
