@@ -397,16 +397,20 @@ def cue_count_accuracy(task: Any, window: int | None = None) -> float:
     return float((np.array(predicted) == np.asarray(test["label"])).mean())
 
 
-LOCAL_CLS_BYTES = 49  # [CLS] and the first 49 bytes share local attention's first block of 50
+@functools.lru_cache(maxsize=None)
+def local_block(task: str, budget: str) -> int:
+    """Local attention's block at this budget: [CLS] and the first block - 1 tokens share it."""
+    from launch.experiment import parsed_config
+    with parsed_config([f"{ATTENTION_DIR}/local.gin", TASK_FILES[task][budget]], budgets(task)[budget].bindings):
+        return int(setting("LocalAttention.block_size"))
 
 
 def cue_note(budget: str) -> str:
-    task = budget_task("text", budget)
+    task, seen = budget_task("text", budget), local_block("text", budget) - 1
     return (f"The stand-in at this budget has {task.cue_words} cue words per polarity. An oracle that knows them "
             f"and counts the whole cue words it reads scores {cue_count_accuracy(task):.1%} of this test split "
-            f"reading every byte, and {cue_count_accuracy(task, LOCAL_CLS_BYTES):.1%} reading the first "
-            f"{LOCAL_CLS_BYTES} bytes, all that [CLS] sees through local attention's block of 50 (ties: the "
-            "majority class).")
+            f"reading every byte, and {cue_count_accuracy(task, seen):.1%} reading the first {seen} bytes, all "
+            f"that [CLS] sees through local attention's block of {seen + 1} (ties: the majority class).")
 
 
 def tasks_at(budget: str) -> list[str]:
@@ -459,8 +463,10 @@ def plot(results: list[Mapping[str, Any]], path: str) -> None:
             axis.axhline(100 * operator_floor(one["budget"]["name"]), color="grey", lw=0.8, ls="--",
                          label="top-level operator alone")
         if task == "text":
-            axis.axhline(100 * cue_count_accuracy(budget_task(task, one["budget"]["name"]), LOCAL_CLS_BYTES),
-                         color="grey", lw=0.8, ls="--", label=f"cue oracle, first {LOCAL_CLS_BYTES} bytes")
+            budget = one["budget"]["name"]
+            seen = local_block(task, budget) - 1
+            axis.axhline(100 * cue_count_accuracy(budget_task(task, budget), seen), color="grey", lw=0.8, ls="--",
+                         label=f"cue oracle, first {seen} bytes")
         axis.set_xticks(list(positions), names, rotation=30, ha="right")
         axis.set_title(TITLES[task].split(" (")[0])
         axis.set_ylabel("test accuracy (%)")
