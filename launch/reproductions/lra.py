@@ -67,8 +67,14 @@ TASK_FILES = {
 # (~0.75 CPU-s a step), the two cores the paper's Table 1 has failing (local 15.8%, linear 16.1%),
 # and the cheaper cores it has at dense's level (Linformer 35.7%, Sinkhorn 33.7%) plus the released
 # Performer kernel (ReLU). Reformer, Sparse, FAVOR+ Performer, BigBird, Longformer and Synthesizer
-# cost 1.4-9x dense per step on a CPU core here and run at the gpu budget only. In pilot runs
-# (validation split) dense stayed at chance on Pathfinder-32 after 100 steps of ~1 CPU-s. On the
+# cost 1.4-9x dense per step on a CPU core here and run at the gpu budget only. Pathfinder-32 left
+# no opening either (pilots, validation split, data seed 1, 2026-12-06): with ListOps' cpu encoder
+# (2 x d32, batch 32, 200 warmup steps, ~0.75 CPU-s a dense step) on the easier 6-paddle curves and
+# 20,000 images, dense scored 49 / 51 / 49% at steps 500 / 1,000 / 2,000 at lr 2e-3 (loss 0.6932,
+# ln 2: nothing learned; lr 1e-3 49 / 51% to step 1,000), and even the 16-pixel smoke bed
+# (pathfinder_small.gin: the released 4 x d32 encoder, 3-paddle curves, 2,000 steps of batch 64)
+# stayed at 51 / 47 / 50 / 50% at steps 500-2,000. LRA trains Pathfinder-32 for 62,400 steps of
+# 512. On the
 # 1,000-byte Text stand-in with the gpu budget's lexicon (16 cue words per polarity) and the ListOps
 # bed's encoder and optimiser (2 x d32, lr 2e-3, batch 32, 200 warmup steps; 6,000 documents) dense
 # learned slowly: 61.8 / 60.6% at steps 1,500 / 2,000 (majority 54.6%, loss 0.689 -> 0.662, still
