@@ -16,6 +16,8 @@ from models.layers.cameras import canonical_quaternion, yaw_pitch_quaternion
 from tasks.scenes.rooms import OBJECT_COLOURS, SPHERE, Room
 
 CLEARANCE = 0.12  # the nearest an object's surface comes to the camera path
+WALL_MARGIN = 0.15  # the nearest a camera comes to a wall (a central path's rooms must allow it too)
+CENTRAL_REACH = 0.2 + 0.45 / 2  # the farthest a path near the centre goes from it, per axis
 
 
 @dataclasses.dataclass
@@ -32,14 +34,22 @@ def frame_times(frames: int) -> np.ndarray:
     return np.linspace(-1.0, 1.0, frames)
 
 
-def sample_path(rng: np.random.Generator, room: Room, frames: int) -> CameraPath:
+def sample_path(rng: np.random.Generator, room: Room, frames: int, *, roam: bool = False) -> CameraPath:
     """A straight walk of length 0.15-0.45 centred within 0.2 of the room's centre, yaw sweeping
-    up to +-35 degrees either way around a random heading, pitch -8 to -20 degrees."""
+    up to +-35 degrees either way around a random heading, pitch -8 to -20 degrees.
+
+    `roam`: the walk may lie anywhere that keeps every camera WALL_MARGIN from the walls (shortened
+    where the room is too small for it), so where a camera may stand depends on the room's size:
+    a pairing of one room's path with another room's walls can leave the room."""
     hx, hy, hz = room.half_extents
     times = frame_times(frames)
     centre = np.array([rng.uniform(-0.2, 0.2), -hy + rng.uniform(0.75, 1.0) * hy, rng.uniform(-0.2, 0.2)])
     heading = rng.uniform(-np.pi, np.pi)
     walk = np.array([np.cos(heading), 0.0, np.sin(heading)]) * rng.uniform(0.15, 0.45) / 2
+    if roam:
+        room_left = np.array([hx, hz]) - WALL_MARGIN  # how far from the centre a camera may stand, per axis
+        walk *= min(1.0, *(room_left / np.maximum(np.abs(walk[[0, 2]]), 1e-12)))
+        centre[[0, 2]] *= (room_left - np.abs(walk[[0, 2]])) / 0.2  # the same draw, spread over the room
     positions = centre + times[:, None] * walk
     yaw = rng.uniform(-np.pi, np.pi) + rng.uniform(-0.6, 0.6) * times
     pitch = np.full(frames, -rng.uniform(0.14, 0.35))

@@ -28,7 +28,7 @@ from tasks.common import generative_metrics as gm
 from tasks.scenes.frame_features import train_frame_classifier
 from tasks.common.latent_diffusion import LatentDiffusion
 from tasks.scenes.autodecoding import frame_strip
-from tasks.scenes.metrics import enclosed, fraction, path_steps, seen_directions
+from tasks.scenes.metrics import clear_path, enclosed, fraction, path_steps, seen_directions
 from tasks.scenes.trajectories import SceneTrajectories
 
 
@@ -80,8 +80,8 @@ class LatentPrior(LatentDiffusion):
 
     @torch.no_grad()
     def render(self, latents: torch.Tensor, times: np.ndarray | None = None, chunk: int = 8) -> dict[str, torch.Tensor]:
-        """Frames (n, F, H, W, 3) along each latent's decoded camera path, the path, and the
-        enclosure test of every camera (n, F)."""
+        """Frames (n, F, H, W, 3) along each latent's decoded camera path, the path, the
+        enclosure test of every camera (n, F) and whether each path's walk is free space (n,)."""
         scenes, decoder = self.scenes, unwrap(self.decoder)
         times = scenes.times[0] if times is None else times
         device = device_of(decoder)
@@ -94,7 +94,8 @@ class LatentPrior(LatentDiffusion):
                                         scenes.height, scenes.width)
             out["inside"] = enclosed(decoder.render_rays, out["planes"], out["translation"],
                                      directions=self.enclosure_directions)
-            parts.append({k: out[k].cpu() for k in ("rgb", "quaternion", "translation", "inside")})
+            out["clear"] = clear_path(decoder.field, out["planes"], out["translation"])
+            parts.append({k: out[k].cpu() for k in ("rgb", "quaternion", "translation", "inside", "clear")})
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     @functools.cached_property
@@ -119,7 +120,7 @@ class LatentPrior(LatentDiffusion):
         # trajectory's real frames, over how far real training trajectories lie from each other.
         flat = rendered["rgb"].numpy().reshape(len(latents), -1)
         metrics = {"kid": gm.kernel_inception_distance(data["real_features"], (features - data["mean"]) / data["std"]),
-                   "inside_room": fraction(rendered["inside"]),
+                   "inside_room": fraction(rendered["inside"]), "clear_path": fraction(rendered["clear"]),
                    "step_ratio": float(paths["step"].mean() / data["step"]),
                    "turn_ratio": float(paths["turn"].mean() / data["turn"]),
                    "position_jerk": float(paths["position_jerk"].mean()), "turn_jerk_deg": float(paths["turn_jerk"].mean()),

@@ -1,7 +1,7 @@
-"""Metrics of rendered scenes and camera paths: PSNR, pose errors, path smoothness, and whether a
+"""Metrics of rendered scenes and camera paths: PSNR, pose errors, path smoothness, whether a
 camera stands inside a closed room, for ground truth (a box test) and for any radiance field
 (every direction around the camera that the training views reach must hit a surface, and the
-camera must not sit in matter).
+camera must not sit in matter), and whether a path's walk crosses free space in its field.
 """
 from __future__ import annotations
 
@@ -80,6 +80,28 @@ def enclosed(render_rays: RenderRays, planes: torch.Tensor, positions: torch.Ten
     distance = out["depth"] / out["opacity"].clamp(min=1e-6)  # where the ray's light came from, on average
     ok = (out["opacity"] >= min_opacity) & (distance >= free_radius)
     return ok.view(batch, frames, count).all(-1)
+
+
+# (planes (B, ...), points (B, N, 3)) -> (density (B, N), colour (B, N, 3))
+Field = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@torch.no_grad()
+def clear_path(field: Field, planes: torch.Tensor, positions: torch.Tensor, *, max_opacity: float = 0.5,
+               samples_per_step: int = 16) -> torch.Tensor:
+    """(B,) whether the walk of scene b's cameras (B, F, 3), straight from each to the next, crosses
+    free space in the field `planes[b]`: the opacity accumulated along the whole walk, 1 - exp(-sum
+    of density x distance) at the midpoints of `samples_per_step` pieces per step, stays below
+    `max_opacity`. Real walks keep clear of walls and objects, so a scene whose path runs through
+    matter pairs a path with a room it does not fit."""
+    batch, frames = positions.shape[:2]
+    pieces = torch.arange(samples_per_step, dtype=positions.dtype, device=positions.device)
+    fractions = (pieces + 0.5) / samples_per_step
+    start, step = positions[:, :-1, None, :], (positions[:, 1:] - positions[:, :-1])[:, :, None, :]
+    points = (start + fractions[:, None] * step).reshape(batch, -1, 3)
+    lengths = step.norm(dim=-1).expand(batch, frames - 1, samples_per_step).reshape(batch, -1) / samples_per_step
+    density, _ = field(planes, points)
+    return 1 - torch.exp(-(density * lengths).sum(-1)) < max_opacity
 
 
 def fraction(values: torch.Tensor | np.ndarray) -> float:

@@ -50,9 +50,12 @@ def shade(colour: np.ndarray, normal: np.ndarray) -> np.ndarray:
     return colour * (AMBIENT + DIFFUSE * np.clip(normal @ LIGHT, 0.0, None))[..., None]
 
 
-def sample_room_shell(rng: np.random.Generator, *, floor_colours: int = len(FLOOR_COLOURS)) -> Room:
-    """Size and surface colours of a room, without objects (see `camera_paths.furnish`)."""
-    half = np.array([rng.uniform(0.6, 0.9), rng.uniform(0.4, 0.55), rng.uniform(0.6, 0.9)])
+def sample_room_shell(rng: np.random.Generator, *, floor_colours: int = len(FLOOR_COLOURS),
+                      half_widths: tuple[float, float] = (0.6, 0.9)) -> Room:
+    """Size and surface colours of a room, without objects (see `camera_paths.furnish`): half
+    width and half depth drawn from `half_widths`, half height from 0.4-0.55."""
+    low, high = half_widths
+    half = np.array([rng.uniform(low, high), rng.uniform(0.4, 0.55), rng.uniform(low, high)])
     floor = int(rng.integers(floor_colours))
     walls = np.asarray(WALL_COLOURS)[rng.choice(len(WALL_COLOURS), size=4, replace=True)]
     colours = np.stack([walls[0], walls[1], list(FLOOR_COLOURS.values())[floor], CEILING_COLOUR, walls[2], walls[3]])

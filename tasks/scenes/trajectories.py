@@ -24,10 +24,11 @@ from engine.errors import ConfigError, require, require_int
 from engine.files import atomic_path
 from models.layers.cameras import camera_rays, pixel_centres
 from tasks.common.cache import Progress, announce_cache, cache_root
-from tasks.scenes.camera_paths import CameraPath, furnish, sample_path
+from tasks.scenes.camera_paths import CENTRAL_REACH, WALL_MARGIN, CameraPath, furnish, sample_path
 from tasks.scenes.rooms import FLOOR_COLOURS, Room, cast_rays, sample_room_shell
 
 CACHE_VERSION = 1  # bump when generation changes, so stale caches are not read
+DEFAULT_LAYOUT = ((0.6, 0.9), False)  # ProceduralRooms' (half_widths, roam): caches from before them stay valid
 
 
 @dataclasses.dataclass
@@ -110,15 +111,27 @@ def render_path(room: Room, path: CameraPath, resolution: int, intrinsics: np.nd
 class ProceduralRooms(SceneSource):
     """`count` rooms, one trajectory of `frames` frames each, rendered at `resolution`^2 with a
     horizontal field of view of `field_of_view` degrees; labels 'floor' (floor colour) and
-    'objects' (object count - 1)."""
+    'objects' (object count - 1). `half_widths`: the range of each room's half width and half
+    depth; `roam`: camera paths anywhere in the room rather than near its centre (see
+    `camera_paths.sample_path`), so with rooms of varied sizes where a camera may stand depends on
+    the room."""
 
     def __init__(self, *, count: int = 160, frames: int = 8, resolution: int = 32, field_of_view: float = 75.0,
-                 max_objects: int = 3, seed: int = 0, cache_dir: str | None = None) -> None:
+                 max_objects: int = 3, seed: int = 0, half_widths: tuple[float, float] = (0.6, 0.9),
+                 roam: bool = False, cache_dir: str | None = None) -> None:
         for name, value, low in (("count", count, 2), ("frames", frames, 2), ("resolution", resolution, 4),
                                  ("max_objects", max_objects, 1), ("seed", seed, 0)):
             require_int(value, f"ProceduralRooms.{name}", low=low)
         require(10 <= field_of_view <= 150, f"ProceduralRooms.field_of_view must be in [10, 150] degrees, "
                 f"got {field_of_view!r}")
+        pair = tuple(half_widths) if isinstance(half_widths, (tuple, list)) else ()
+        require(len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair) and 0.3 <= pair[0] <= pair[1] <= 1.0,
+                "ProceduralRooms.half_widths must be (low, high) with 0.3 <= low <= high <= 1.0 (rooms stay "
+                f"inside the tri-plane's unit box), got {half_widths!r}")
+        require(isinstance(roam, bool), f"ProceduralRooms.roam must be True or False, got {roam!r}")
+        require(roam or pair[0] >= CENTRAL_REACH + WALL_MARGIN, "ProceduralRooms.half_widths below "
+                f"{CENTRAL_REACH + WALL_MARGIN:.3f} need roam = True: paths near the centre would reach the walls")
+        self.half_widths, self.roam = (float(pair[0]), float(pair[1])), roam
         self.count, self.frames, self.resolution = count, frames, resolution
         self.field_of_view, self.max_objects, self.seed = float(field_of_view), max_objects, seed
         self.cache_dir = cache_dir
@@ -132,13 +145,19 @@ class ProceduralRooms(SceneSource):
     def room(self, index: int) -> tuple[Room, CameraPath]:
         """Room `index` and its camera path: a pure function of (seed, index)."""
         rng = np.random.default_rng([self.seed, index, CACHE_VERSION])
-        shell = sample_room_shell(rng)
-        path = sample_path(rng, shell, self.frames)
-        return furnish(rng, shell, path, int(rng.integers(1, self.max_objects + 1))), path
+        shell = sample_room_shell(rng, half_widths=self.half_widths)
+        for _ in range(100):  # a path that leaves no room for one object is drawn again (small rooms)
+            path = sample_path(rng, shell, self.frames, roam=self.roam)
+            room = furnish(rng, shell, path, int(rng.integers(1, self.max_objects + 1)))
+            if room.object_count:
+                return room, path
+        raise ConfigError(f"ProceduralRooms: room {index} ({shell.half_extents.round(2).tolist()}) has no place for an "
+                          "object off its camera path in 100 tries; widen ProceduralRooms.half_widths")
 
     def cache_path(self) -> str:
+        layout = [] if (self.half_widths, self.roam) == DEFAULT_LAYOUT else [list(self.half_widths), self.roam]
         spec = json.dumps([CACHE_VERSION, self.count, self.frames, self.resolution, self.field_of_view,
-                           self.max_objects, self.seed])
+                           self.max_objects, self.seed] + layout)
         digest = hashlib.sha1(spec.encode()).hexdigest()[:12]
         return os.path.join(cache_root(self.cache_dir), f"rooms-{digest}.npz")
 

@@ -9,7 +9,7 @@ import torch
 from engine.errors import ConfigError
 from models.layers.cameras import camera_rays, pixel_centres
 from models.layers.volume_rendering import RaySamples, bin_samples, composite, sample_points
-from tasks.scenes.camera_paths import CLEARANCE, _distance_to_segment
+from tasks.scenes.camera_paths import CLEARANCE, WALL_MARGIN, _distance_to_segment
 from tasks.scenes.rooms import SPHERE, cast_rays, solid_and_colour
 from tasks.scenes.metrics import inside_box, psnr
 from tasks.scenes.trajectories import ProceduralRooms
@@ -17,9 +17,13 @@ from tasks.scenes.trajectories import ProceduralRooms
 RESOLUTION = 12
 
 
-@pytest.fixture(scope="module")
-def rooms(tmp_path_factory):
-    return ProceduralRooms(count=6, frames=4, resolution=RESOLUTION, cache_dir=str(tmp_path_factory.mktemp("cache")))
+LAYOUTS = {"default": {}, "varied": {"half_widths": (0.3, 0.8), "roam": True}}
+
+
+@pytest.fixture(scope="module", params=sorted(LAYOUTS))
+def rooms(request, tmp_path_factory):
+    return ProceduralRooms(count=6, frames=4, resolution=RESOLUTION, cache_dir=str(tmp_path_factory.mktemp("cache")),
+                           **LAYOUTS[request.param])
 
 
 def test_indicator_density_volume_render_matches_the_ray_caster(rooms):
@@ -85,12 +89,36 @@ def test_rooms_are_pure_functions_of_seed_and_index_and_are_cached(rooms, tmp_pa
     scenes = rooms.load()
     assert np.allclose(np.linalg.norm(scenes.quaternions, axis=-1), 1, atol=1e-6)
     assert np.allclose(scenes.times[0], [-1, -1 / 3, 1 / 3, 1])
-    larger = ProceduralRooms(count=8, frames=4, resolution=RESOLUTION, cache_dir=str(tmp_path)).load()
+    layout = dict(half_widths=rooms.half_widths, roam=rooms.roam)
+    larger = ProceduralRooms(count=8, frames=4, resolution=RESOLUTION, cache_dir=str(tmp_path), **layout).load()
     assert np.array_equal(larger.rgb[:6], scenes.rgb)  # the first rooms do not depend on the count
-    again = ProceduralRooms(count=6, frames=4, resolution=RESOLUTION, cache_dir=rooms.cache_dir)
+    again = ProceduralRooms(count=6, frames=4, resolution=RESOLUTION, cache_dir=rooms.cache_dir, **layout)
     assert again.cache_path() == rooms.cache_path()
     cached = again.load()
     assert np.array_equal(cached.rgb, scenes.rgb) and np.array_equal(cached.labels["floor"], scenes.labels["floor"])
+
+
+def test_roaming_cameras_keep_their_margin_and_stand_where_only_their_own_room_allows(tmp_path):
+    """Varied rooms with roaming paths: every camera stays WALL_MARGIN inside its walls, yet a
+    path put into another room of the set often would not (the pairing a crude prior can make);
+    with the default layout (paths near the centre) no pairing of its rooms would leave one."""
+    small = dict(count=40, frames=3, resolution=4, cache_dir=str(tmp_path))
+    for layout, leaves in (({"half_widths": (0.3, 0.8), "roam": True}, True), ({}, False)):
+        scenes = ProceduralRooms(**layout, **small).load()
+        reach = np.abs(scenes.translations[:, :, [0, 2]]).max(1)  # (N, 2) farthest each path goes per axis
+        room = scenes.half_extents[:, [0, 2]]
+        assert np.all(room - reach >= WALL_MARGIN - 1e-6)
+        other_rooms = (room[None, :, :] - reach[:, None, :]).min(-1)  # (path i, room j) nearest wall gap
+        assert ((other_rooms < 0).mean() > 0.05) == leaves
+        assert np.all(scenes.labels["objects"] >= 0)  # every room keeps an object off its path
+
+
+def test_the_default_layout_keeps_its_cache_name():
+    """Rooms cached before the layout options existed stay valid: the default's name omits them."""
+    folder = dict(count=6, cache_dir="/nonexistent")
+    default = ProceduralRooms(**folder).cache_path()
+    assert default == ProceduralRooms(half_widths=(0.6, 0.9), **folder).cache_path()
+    assert default != ProceduralRooms(roam=True, **folder).cache_path()
 
 
 def test_bad_room_settings_fail_clearly():
@@ -98,6 +126,13 @@ def test_bad_room_settings_fail_clearly():
         ProceduralRooms(count=1)
     with pytest.raises(ConfigError, match="field_of_view"):
         ProceduralRooms(field_of_view=200)
+    for bad in ((0.2, 0.8), (0.8, 0.6), (0.5, 1.2), 0.5, (0.4, 0.5, 0.6)):
+        with pytest.raises(ConfigError, match="half_widths"):
+            ProceduralRooms(half_widths=bad)
+    with pytest.raises(ConfigError, match="roam"):
+        ProceduralRooms(roam="yes")
+    with pytest.raises(ConfigError, match="need roam"):
+        ProceduralRooms(half_widths=(0.4, 0.8))
 
 
 def test_a_directory_of_real_trajectories_loads_like_the_generated_ones(rooms, tmp_path):
