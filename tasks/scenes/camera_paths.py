@@ -17,7 +17,9 @@ from tasks.scenes.rooms import OBJECT_COLOURS, SPHERE, Room
 
 CLEARANCE = 0.12  # the nearest an object's surface comes to the camera path
 WALL_MARGIN = 0.15  # the nearest a camera comes to a wall (a central path's rooms must allow it too)
-CENTRAL_REACH = 0.2 + 0.45 / 2  # the farthest a path near the centre goes from it, per axis
+CENTRE_SPREAD = 0.2  # a central walk's middle lies within this of the room's centre, per axis
+WALK_LENGTHS = (0.15, 0.45)
+CENTRAL_REACH = CENTRE_SPREAD + WALK_LENGTHS[1] / 2  # the farthest a central path goes from the centre, per axis
 
 
 @dataclasses.dataclass
@@ -43,13 +45,14 @@ def sample_path(rng: np.random.Generator, room: Room, frames: int, *, roam: bool
     a pairing of one room's path with another room's walls can leave the room."""
     hx, hy, hz = room.half_extents
     times = frame_times(frames)
-    centre = np.array([rng.uniform(-0.2, 0.2), -hy + rng.uniform(0.75, 1.0) * hy, rng.uniform(-0.2, 0.2)])
+    centre = np.array([rng.uniform(-CENTRE_SPREAD, CENTRE_SPREAD), -hy + rng.uniform(0.75, 1.0) * hy,
+                       rng.uniform(-CENTRE_SPREAD, CENTRE_SPREAD)])
     heading = rng.uniform(-np.pi, np.pi)
-    walk = np.array([np.cos(heading), 0.0, np.sin(heading)]) * rng.uniform(0.15, 0.45) / 2
+    walk = np.array([np.cos(heading), 0.0, np.sin(heading)]) * rng.uniform(*WALK_LENGTHS) / 2
     if roam:
         room_left = np.array([hx, hz]) - WALL_MARGIN  # how far from the centre a camera may stand, per axis
         walk *= min(1.0, *(room_left / np.maximum(np.abs(walk[[0, 2]]), 1e-12)))
-        centre[[0, 2]] *= (room_left - np.abs(walk[[0, 2]])) / 0.2  # the same draw, spread over the room
+        centre[[0, 2]] *= (room_left - np.abs(walk[[0, 2]])) / CENTRE_SPREAD  # the same draw, spread over the room
     positions = centre + times[:, None] * walk
     yaw = rng.uniform(-np.pi, np.pi) + rng.uniform(-0.6, 0.6) * times
     pitch = np.full(frames, -rng.uniform(0.14, 0.35))

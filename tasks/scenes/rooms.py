@@ -25,6 +25,7 @@ SPHERE, BOX = 0, 1
 LIGHT = np.array([0.35, 1.0, 0.55]) / np.linalg.norm([0.35, 1.0, 0.55])
 AMBIENT, DIFFUSE = 0.55, 0.45
 _NO_HIT = np.inf
+HALF_WIDTHS = (0.6, 0.9)  # the default range of a room's half width and half depth
 
 
 @dataclasses.dataclass
@@ -51,7 +52,7 @@ def shade(colour: np.ndarray, normal: np.ndarray) -> np.ndarray:
 
 
 def sample_room_shell(rng: np.random.Generator, *, floor_colours: int = len(FLOOR_COLOURS),
-                      half_widths: tuple[float, float] = (0.6, 0.9)) -> Room:
+                      half_widths: tuple[float, float] = HALF_WIDTHS) -> Room:
     """Size and surface colours of a room, without objects (see `camera_paths.furnish`): half
     width and half depth drawn from `half_widths`, half height from 0.4-0.55."""
     low, high = half_widths

@@ -25,10 +25,10 @@ from engine.files import atomic_path
 from models.layers.cameras import camera_rays, pixel_centres
 from tasks.common.cache import Progress, announce_cache, cache_root
 from tasks.scenes.camera_paths import CENTRAL_REACH, WALL_MARGIN, CameraPath, furnish, sample_path
-from tasks.scenes.rooms import FLOOR_COLOURS, Room, cast_rays, sample_room_shell
+from tasks.scenes.rooms import FLOOR_COLOURS, HALF_WIDTHS, Room, cast_rays, sample_room_shell
 
 CACHE_VERSION = 1  # bump when generation changes, so stale caches are not read
-DEFAULT_LAYOUT = ((0.6, 0.9), False)  # ProceduralRooms' (half_widths, roam): caches from before them stay valid
+DEFAULT_LAYOUT = (HALF_WIDTHS, False)  # ProceduralRooms' (half_widths, roam): caches from before them stay valid
 
 
 @dataclasses.dataclass
@@ -117,7 +117,7 @@ class ProceduralRooms(SceneSource):
     the room."""
 
     def __init__(self, *, count: int = 160, frames: int = 8, resolution: int = 32, field_of_view: float = 75.0,
-                 max_objects: int = 3, seed: int = 0, half_widths: tuple[float, float] = (0.6, 0.9),
+                 max_objects: int = 3, seed: int = 0, half_widths: tuple[float, float] = HALF_WIDTHS,
                  roam: bool = False, cache_dir: str | None = None) -> None:
         for name, value, low in (("count", count, 2), ("frames", frames, 2), ("resolution", resolution, 4),
                                  ("max_objects", max_objects, 1), ("seed", seed, 0)):
