@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from models.layers.cameras import camera_rays, rotation_angle
+from models.layers.volume_rendering import compositing_weights
 
 # 26 directions: the faces, edges and corners of a cube around the camera.
 _GRID = torch.stack(torch.meshgrid(*[torch.tensor([-1.0, 0.0, 1.0])] * 3, indexing="ij"), -1).reshape(-1, 3)
@@ -90,9 +91,8 @@ Field = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
 def clear_path(field: Field, planes: torch.Tensor, positions: torch.Tensor, *, max_opacity: float = 0.5,
                samples_per_step: int = 16) -> torch.Tensor:
     """(B,) whether the walk of scene b's cameras (B, F, 3), straight from each to the next, crosses
-    free space in the field `planes[b]`: the opacity accumulated along the whole walk, 1 - exp(-sum
-    of density x distance) at the midpoints of `samples_per_step` pieces per step, stays below
-    `max_opacity`. Real walks keep clear of walls and objects, so a scene whose path runs through
+    free space in the field `planes[b]`: the opacity the walk collects, composited like a ray through
+    the midpoints of `samples_per_step` pieces per step, stays below `max_opacity`. Real walks keep clear of walls and objects, so a scene whose path runs through
     matter pairs a path with a room it does not fit."""
     batch, frames = positions.shape[:2]
     pieces = torch.arange(samples_per_step, dtype=positions.dtype, device=positions.device)
@@ -101,7 +101,7 @@ def clear_path(field: Field, planes: torch.Tensor, positions: torch.Tensor, *, m
     points = (start + fractions[:, None] * step).reshape(batch, -1, 3)
     lengths = step.norm(dim=-1).expand(batch, frames - 1, samples_per_step).reshape(batch, -1) / samples_per_step
     density, _ = field(planes, points)
-    return 1 - torch.exp(-(density * lengths).sum(-1)) < max_opacity
+    return compositing_weights(density, lengths).sum(-1) < max_opacity
 
 
 def fraction(values: torch.Tensor | np.ndarray) -> float:
