@@ -59,7 +59,8 @@ TASK_FILES = {
     "listops": {"smoke": "gin/lra/listops_cpu.gin", "cpu": "gin/lra/listops_cpu.gin", "gpu": "gin/lra/listops.gin"},
     "text": {"smoke": "gin/lra/text_small.gin", "cpu": "gin/lra/text_cpu.gin", "gpu": "gin/lra/text.gin"},
     "pathfinder": {"smoke": "gin/lra/pathfinder_small.gin", "gpu": "gin/lra/pathfinder.gin"},
-    "retrieval": {"smoke": "gin/lra/retrieval_small.gin", "gpu": "gin/lra/retrieval.gin"},
+    "retrieval": {"smoke": "gin/lra/retrieval_small.gin", "cpu": "gin/lra/retrieval_cpu.gin",
+                  "gpu": "gin/lra/retrieval.gin"},
 }
 
 # What the cpu budget affords on this shared 2-core machine (timings at 1 thread; docs/lra_tasks.md):
@@ -74,18 +75,20 @@ TASK_FILES = {
 # ln 2: nothing learned; lr 1e-3 49 / 51% to step 1,000), and even the 16-pixel smoke bed
 # (pathfinder_small.gin: the released 4 x d32 encoder, 3-paddle curves, 2,000 steps of batch 64)
 # stayed at 51 / 47 / 50 / 50% at steps 500-2,000. LRA trains Pathfinder-32 for 62,400 steps of
-# 512. On the
+# 512. A control outside the engine (2026-12-07; a 6-layer 32-channel CNN, dilations up to 4, global
+# max pool, Adam 2e-3, batch 64, scored on 1,000 held-out images of data seed 5) also stayed at chance
+# through 3,000 steps on 20,000 easy 32-px images, with their distractors and without any, and on
+# 8,000 16-px images: these curves take more examples than this machine can show any model. On the
 # 1,000-byte Text stand-in with the gpu budget's lexicon (16 cue words per polarity) and the ListOps
 # bed's encoder and optimiser (2 x d32, lr 2e-3, batch 32, 200 warmup steps; 6,000 documents) dense
 # learned slowly: 61.8 / 60.6% at steps 1,500 / 2,000 (majority 54.6%, loss 0.689 -> 0.662, still
 # falling), local 55.8% at 2,000. With 4 cue words per polarity it learns within 1,000 steps, so
 # Text's cpu bed (gin/lra/text_cpu.gin, how it was chosen is there) runs the ListOps arms, ~0.7
-# CPU-s a dense step. Retrieval (two towers, twice Text's cost) and Pathfinder need more than the
-# cpu budget has and run at the gpu budget: a Retrieval pilot at Text's bed (dense, 2 x 1,000 bytes,
-# the same encoder and optimiser, data seed 1, validation split; 2026-12-06) stayed at chance through
-# 1,000 steps with a lexicon of 16 topic words (50.8%, loss 0.695) and of 8 (50.6%, loss 0.694),
-# ~1.5 CPU-s a step. The smoke budget runs dense and local on every task,
-# and the cpu arms on ListOps.
+# CPU-s a dense step. Retrieval's two towers cost twice Text (~1.2-1.5 CPU-s a dense step): its cpu
+# bed (gin/lra/retrieval_cpu.gin, how it was chosen is there; the stand-in's default signatures stayed
+# at chance) runs the arms of the paper's two Retrieval contrasts, dense vs local and vs linear.
+# Pathfinder needs more than the cpu budget has and runs at the gpu budget. The smoke budget runs
+# dense and local on every task, and the cpu arms on ListOps.
 # How the ListOps bed was chosen (pilots, validation split only, 2026-12-06): the first bed (lr 1e-2,
 # batch 16, 50 warmup steps, 300 steps) left dense, linear and the ReLU Performer at the majority
 # class on every seed; longer runs at 1e-2 did not rescue dense (14.8-16.8% through step 400,
@@ -95,6 +98,7 @@ TASK_FILES = {
 # 33.8 / 35.2% at 1,000 / 1,500, so the bed stops at 1,000 steps, where dense has levelled off.
 CPU_ARMS = {"listops": ("dense", "local", "linear", "linformer", "performer_relu", "sinkhorn")}
 CPU_ARMS["text"] = CPU_ARMS["listops"]
+CPU_ARMS["retrieval"] = ("dense", "local", "linear")
 SMOKE_ARMS = {"listops": CPU_ARMS["listops"], "text": ("dense", "local"), "pathfinder": ("dense", "local"),
               "retrieval": ("dense", "local")}
 CLAIMS = {"listops": (
@@ -103,6 +107,11 @@ CLAIMS = {"listops": (
 ), "text": (
     Claim("text_dense_beats_local", "dense beats local attention on Text at 1K bytes", "dense", "local"),
     Claim("text_linear_beats_local", "linear beats local attention on Text at 1K bytes", "linear", "local"),
+), "retrieval": (
+    Claim("retrieval_dense_beats_local", "dense beats local attention on Retrieval at 2 x 1K bytes", "dense",
+          "local"),
+    Claim("retrieval_dense_beats_linear", "dense beats linear attention on Retrieval at 2 x 1K bytes", "dense",
+          "linear"),
 )}
 
 
@@ -302,9 +311,9 @@ NOTES = {
     "text": "Bed: without IMDb files the generated stand-in (tasks/lra/synthetic_documents.py): documents of "
             "pseudo-words (up to 1,000 bytes at the cpu and gpu budgets) whose label is the majority polarity of 5 "
             "cue words placed at random word positions anywhere in the document; chance is 50%.",
-    "retrieval": "Bed: without the AAN files the generated stand-in, pairs of documents (4,000 bytes at the gpu "
-                 "budget) that match when both carry the same 4 topic words (twice each, anywhere), each read by the "
-                 "shared tower; chance is 50%.",
+    "retrieval": "Bed: without the AAN files the generated stand-in, pairs of documents (up to 1,000 bytes at the "
+                 "cpu budget, 4,000 at the gpu budget) that match when both carry the same topic words (twice each, "
+                 "anywhere) and share none when they do not, each read by the shared tower; chance is 50%.",
 }
 COMMON_NOTE = ("Every arm trains untuned at the task file's learning rate (no sweep: the same treatment for "
                "every arm), one evaluation at the last step; `eval` is the validation split (nothing to select), "
@@ -403,6 +412,32 @@ def cue_count_accuracy(task: Any, window: int | None = None) -> float:
     return float((np.array(predicted) == np.asarray(test["label"])).mean())
 
 
+def topic_match_accuracy(task: Any, window: int | None = None) -> float:
+    """Test accuracy of an oracle that knows a Retrieval stand-in's topic lexicon (`task.topic_words`)
+    and reads the first `window` bytes of each document of a pair (all when None): a match when the
+    two share a whole topic word it sees, no match when each shows topic words and they share none
+    (non-matching signatures are disjoint), the training split's majority class when either shows none."""
+    import numpy as np
+
+    from tasks.lra.synthetic_documents import topic_lexicons
+    topics = set(topic_lexicons(task.topic_words)[0])
+    fallback = int(np.bincount(np.asarray(task.arrays("train")["label"])).argmax())
+    test = task.arrays("test")
+
+    def seen(row: np.ndarray, length: int) -> set[bytes]:
+        text = row[:length].tobytes()
+        words = text.split(b" ")
+        if window is not None and window < len(text):
+            words = text[:window].split(b" ")[:-1]  # the last word may be cut off; a cut word says nothing
+        return {w for w in words if w in topics}
+
+    predicted = []
+    for row, length, row2, length2 in zip(*(np.asarray(test[k]) for k in ("tokens", "length", "tokens2", "length2"))):
+        first, second = seen(row, length), seen(row2, length2)
+        predicted.append(fallback if not (first and second) else int(bool(first & second)))
+    return float((np.array(predicted) == np.asarray(test["label"])).mean())
+
+
 @functools.lru_cache(maxsize=None)
 def local_block(task: str, budget: str) -> int:
     """Local attention's block at this budget: [CLS] and the first block - 1 tokens share it."""
@@ -417,6 +452,15 @@ def cue_note(budget: str) -> str:
             f"and counts the whole cue words it reads scores {cue_count_accuracy(task):.1%} of this test split "
             f"reading every byte, and {cue_count_accuracy(task, seen):.1%} reading the first {seen} bytes, all "
             f"that [CLS] sees through local attention's block of {seen + 1} (ties: the majority class).")
+
+
+def topic_note(budget: str) -> str:
+    task, seen = budget_task("retrieval", budget), local_block("retrieval", budget) - 1
+    return (f"The stand-in at this budget gives each document {task.signature_words} of {task.topic_words} topic "
+            f"word(s). An oracle that knows them scores {topic_match_accuracy(task):.1%} of this test split reading "
+            f"every byte, and {topic_match_accuracy(task, seen):.1%} reading the first {seen} bytes of each document, "
+            f"all that each tower's [CLS] sees through local attention's block of {seen + 1} (a document that shows "
+            "no topic word: the majority class).")
 
 
 def tasks_at(budget: str) -> list[str]:
@@ -438,15 +482,16 @@ def study(task: str, budget: str = "cpu") -> Study:
         proportion=True, scale=100, unit="%",
         notes=tuple(n for n in (NOTES[task], majority_note(task, budget) if budget != "gpu" else "",
                                 operator_note(budget) if task == "listops" and budget != "gpu" else "",
-                                cue_note(budget) if task == "text" and budget != "gpu" else "", COMMON_NOTE,
+                                cue_note(budget) if task == "text" and budget != "gpu" else "",
+                                topic_note(budget) if task == "retrieval" and budget != "gpu" else "", COMMON_NOTE,
                                 paper_note(task, names)) if n))
     return whole.only(names)
 
 
 def plot(results: list[Mapping[str, Any]], path: str) -> None:
     """Per task: each arm's test accuracy (mean and 95% CI over seeds) beside the paper's, the test
-    split's majority class and, for ListOps, what its top-level operator alone scores; for Text, what
-    an oracle of the cue words scores from the bytes local attention's [CLS] sees."""
+    split's majority class and, for ListOps, what its top-level operator alone scores; for Text and
+    Retrieval, what an oracle of the cue or topic words scores from the bytes local attention's [CLS] sees."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
@@ -473,6 +518,11 @@ def plot(results: list[Mapping[str, Any]], path: str) -> None:
             seen = local_block(task, budget) - 1
             axis.axhline(100 * cue_count_accuracy(budget_task(task, budget), seen), color="grey", lw=0.8, ls="--",
                          label=f"cue oracle, first {seen} bytes")
+        if task == "retrieval":
+            budget = one["budget"]["name"]
+            seen = local_block(task, budget) - 1
+            axis.axhline(100 * topic_match_accuracy(budget_task(task, budget), seen), color="grey", lw=0.8, ls="--",
+                         label=f"topic oracle, first {seen} bytes")
         axis.set_xticks(list(positions), names, rotation=30, ha="right")
         axis.set_title(TITLES[task].split(" (")[0])
         axis.set_ylabel("test accuracy (%)")
@@ -485,7 +535,7 @@ def plot(results: list[Mapping[str, Any]], path: str) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="", help=f"comma-separated, from {','.join(TASK_CLASS)} (default: every "
-                        "task the budget has: listops and text at cpu)")
+                        "task the budget has: listops, text and retrieval at cpu)")
     protocol.add_arguments(parser, plan=True)
     args = parser.parse_args(argv)
     if args.budget not in ("smoke", "cpu", "gpu"):

@@ -19,7 +19,7 @@ from tasks.lra.base import ByteSequenceTask, byte_rows, release_dir
 
 RELEASED_FILES = {split: f"new_aan_pairs.{split}.tsv" for split in ("train", "eval", "test")}
 MAX_CHARACTERS = 10_000  # LRA cuts each text to this many characters before encoding
-SIGNATURE_WORDS = 4  # topic words per stand-in document (each twice); non-matching pairs share none
+SIGNATURE_WORDS = 4  # topic words per stand-in document by default; non-matching pairs share none
 
 
 def read_pairs(path: str) -> tuple[list[bytes], list[bytes], np.ndarray]:
@@ -46,17 +46,20 @@ def read_pairs(path: str) -> tuple[list[bytes], list[bytes], np.ndarray]:
 @gin.configurable
 class LRARetrieval(ByteSequenceTask):
     """Binary classification of byte-sequence pairs (ids = byte + 1, 0 = padding; vocab 257);
-    the model is called as model(tokens, mask, tokens2, mask2). `topic_words` sizes the generated
-    stand-in's topic lexicon (at least two signatures' worth, so non-matching pairs can be disjoint)."""
+    the model is called as model(tokens, mask, tokens2, mask2). The generated stand-in gives each
+    document `signature_words` topic words from a lexicon of `topic_words` (at least
+    two signatures' worth, so non-matching pairs can be disjoint), each `topic_repeats` times."""
 
     pair = True
 
     def __init__(self, *, max_length: int = 4000, data_dir: str | None = None, num_train: int = 147_086,
                  num_eval: int = 18_090, num_test: int = 17_437, data_seed: int = 0,
-                 topic_words: int = 64) -> None:
+                 topic_words: int = 64, signature_words: int = SIGNATURE_WORDS, topic_repeats: int = 2) -> None:
         super().__init__(max_length)
         self.num_classes = 2
-        self.topic_words = require_int(topic_words, "LRARetrieval.topic_words", low=2 * SIGNATURE_WORDS)
+        self.signature_words = require_int(signature_words, "LRARetrieval.signature_words", low=1)
+        self.topic_words = require_int(topic_words, "LRARetrieval.topic_words", low=2 * self.signature_words)
+        self.topic_repeats = require_int(topic_repeats, "LRARetrieval.topic_repeats", low=1)
         folder = release_dir(data_dir, "tsv_data",
                              lambda d: all(os.path.isfile(os.path.join(d, f)) for f in RELEASED_FILES.values()),
                              "LRARetrieval.data_dir (new_aan_pairs.{train,eval,test}.tsv)",
@@ -64,12 +67,13 @@ class LRARetrieval(ByteSequenceTask):
         if folder is None:
             self.use_stand_in(
                 lambda rng, n, progress: synthetic_documents.matching_documents(
-                    rng, n, max_length, signature=SIGNATURE_WORDS, topic_words=self.topic_words, progress=progress),
+                    rng, n, max_length, signature=self.signature_words, repeats=self.topic_repeats,
+                    topic_words=self.topic_words, progress=progress),
                 {"train": num_train, "eval": num_eval, "test": num_test}, data_seed,
                 "no AAN files found (set LRARetrieval.data_dir or $LRA_DATA/tsv_data); training on generated "
-                "byte-level 'synthetic citation pairs' that match when both documents carry the same topic "
-                f"words ({self.topic_words} in the lexicon; {num_train:,} / {num_eval:,} / {num_test:,} pairs of up "
-                f"to {max_length} bytes)")
+                "byte-level 'synthetic citation pairs' that match when both documents carry the same "
+                f"{self.signature_words} topic word(s), {self.topic_repeats} times each ({self.topic_words} in the "
+                f"lexicon; {num_train:,} / {num_eval:,} / {num_test:,} pairs of up to {max_length} bytes)")
             return
         for split, name in RELEASED_FILES.items():
             first, second, labels = read_pairs(os.path.join(folder, name))

@@ -52,7 +52,7 @@ def test_every_efficient_core_spans_less_than_the_sequence_at_the_cpu_budget(tas
 
 
 def test_cpu_budget_seeds_and_claims():
-    assert lra.tasks_at("cpu") == ["listops", "text"]
+    assert lra.tasks_at("cpu") == ["listops", "text", "retrieval"]
     for task in lra.tasks_at("cpu"):
         study = lra.study(task, "cpu")
         assert [a.name for a in study.arms] == [a for a in lra.discover_attentions() if a in lra.CPU_ARMS[task]]
@@ -62,6 +62,9 @@ def test_cpu_budget_seeds_and_claims():
     assert claims == {"dense_beats_local": ("dense", "local"), "dense_beats_linear": ("dense", "linear")}
     claims = {c.name: (c.better, c.worse) for c in lra.study("text", "cpu").claims}
     assert claims == {"text_dense_beats_local": ("dense", "local"), "text_linear_beats_local": ("linear", "local")}
+    claims = {c.name: (c.better, c.worse) for c in lra.study("retrieval", "cpu").claims}
+    assert claims == {"retrieval_dense_beats_local": ("dense", "local"),
+                      "retrieval_dense_beats_linear": ("dense", "linear")}
 
 
 def test_gpu_budget_plans_every_attention_at_the_papers_lengths_and_sizes(tmp_path):
@@ -165,3 +168,45 @@ def test_cue_oracle_reads_every_generated_document_right():
     train, test = task.arrays("train")["label"], task.arrays("test")["label"]
     majority = int(np.bincount(train).argmax())
     assert lra.cue_count_accuracy(task, 0) == pytest.approx(float((test == majority).mean()))
+
+
+class _Pairs:
+    """A stand-in Retrieval task of hand-written document pairs (the oracle reads `topic_words`)."""
+
+    def __init__(self, pairs: list[tuple[bytes, bytes]], labels: list[int], train_labels: list[int]):
+        from tasks.lra.base import byte_rows
+        tokens, lengths = byte_rows([p[0] for p in pairs], 64)
+        tokens2, lengths2 = byte_rows([p[1] for p in pairs], 64)
+        self.topic_words = 8
+        self._splits = {"train": {"label": np.array(train_labels)},
+                        "test": {"tokens": tokens, "length": lengths, "tokens2": tokens2, "length2": lengths2,
+                                 "label": np.array(labels)}}
+
+    def arrays(self, split):
+        return self._splits[split]
+
+
+def test_topic_oracle_matches_the_whole_topic_words_in_its_window():
+    from tasks.lra.synthetic_documents import topic_lexicons
+    topics, filler = topic_lexicons(8)
+    same = (b" ".join([filler[0], topics[0]]), b" ".join([topics[0], filler[1]]))  # share topics[0]
+    apart = (b" ".join([topics[1], filler[2]]), b" ".join([filler[3], topics[2]]))  # disjoint
+    task = _Pairs([same, apart], labels=[1, 0], train_labels=[0, 0, 1])  # training majority: 0
+    assert lra.topic_match_accuracy(task) == 1.0
+    # A window of one whole first word: `same` shows a topic word only in its second document (the
+    # majority, 0: wrong); `apart` only in its first (0: right).
+    assert lra.topic_match_accuracy(task, max(len(filler[0]), len(topics[1])) + 1) == 0.5
+    assert lra.topic_match_accuracy(task, 0) == 0.5
+
+
+def test_topic_oracle_reads_every_generated_pair_right():
+    """Matching pairs share their signature and the others share no topic word, so the oracle reading
+    everything is exact, at any signature size; reading nothing it scores the training majority's share."""
+    from tasks.lra.retrieval import LRARetrieval
+    for topic_words, signature in ((8, 4), (2, 1)):
+        task = LRARetrieval(max_length=200, num_train=40, num_eval=2, num_test=40, topic_words=topic_words,
+                            signature_words=signature, data_seed=3)
+        assert lra.topic_match_accuracy(task) == 1.0
+        train, test = task.arrays("train")["label"], task.arrays("test")["label"]
+        majority = int(np.bincount(train).argmax())
+        assert lra.topic_match_accuracy(task, 0) == pytest.approx(float((test == majority).mean()))

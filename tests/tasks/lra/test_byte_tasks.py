@@ -85,19 +85,25 @@ def test_aan_pairs_round_trip(tmp_path):
         LRARetrieval(data_dir=str(tmp_path), max_length=20)
 
 
-@pytest.mark.parametrize("topic_words", [64, 8])  # the default lexicon and the smallest allowed
-def test_retrieval_stand_in_is_announced_and_matches_share_their_topic_words(caplog, topic_words):
+# the default lexicon and signature, the smallest lexicon allowed, and the cpu bed's one word of two, 8 times
+@pytest.mark.parametrize("topic_words, signature, repeats", [(64, 4, 2), (8, 4, 2), (2, 1, 8)])
+def test_retrieval_stand_in_is_announced_and_matches_share_their_topic_words(caplog, topic_words, signature, repeats):
     with caplog.at_level(logging.WARNING, logger="tasks.lra"):
-        task = LRARetrieval(max_length=300, num_train=30, num_eval=4, num_test=4, topic_words=topic_words)
+        task = LRARetrieval(max_length=300, num_train=30, num_eval=4, num_test=4, topic_words=topic_words,
+                            signature_words=signature, topic_repeats=repeats)
     assert "STAND-IN" in caplog.text
     topics, _ = synthetic_documents.topic_lexicons(topic_words)
     for i in range(30):
-        first = {w for w in decoded(task, "train", i).split(b" ") if w in topics}
-        second = {w for w in decoded(task, "train", i, "2").split(b" ") if w in topics}
-        assert len(first) == len(second) == 4
+        first = [w for w in decoded(task, "train", i).split(b" ") if w in topics]
+        second = [w for w in decoded(task, "train", i, "2").split(b" ") if w in topics]
+        assert len(first) == len(second) == signature * repeats
+        first, second = set(first), set(second)
+        assert len(first) == len(second) == signature
         assert (first == second) == bool(task.splits["train"]["label"][i])
         assert first == second or not first & second
     batch = next(task.batches("train", Shard(batch_size=4)))
     assert task.tokens(batch) == int(batch["length"].sum() + batch["length2"].sum())
     with pytest.raises(ConfigError, match="topic_words"):  # fewer than two disjoint signatures
         LRARetrieval(max_length=300, num_train=2, num_eval=1, num_test=1, topic_words=7)
+    with pytest.raises(ConfigError, match="topic_words"):
+        LRARetrieval(max_length=300, num_train=2, num_eval=1, num_test=1, topic_words=3, signature_words=2)
