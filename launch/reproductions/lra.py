@@ -8,12 +8,12 @@ efficient core's window, block or rank is shorter than the sequence.
     python launch/reproduce.py lra --budget gpu --print-plan           # arms, spans, budgets; trains nothing
 
 A run is the attention file (the arm; 'dense' is gin/lra/attention/dense.gin) then the task's file
-for the budget (`TASK_FILES`: a fast `_small` file or the cpu bed at smoke, gin/lra/listops_cpu.gin
-at cpu, the released-size gin/lra/<task>.gin at gpu). Every arm trains untuned at the task file's
-learning rate, so each gets the same treatment; selection has nothing to choose, the test split
-is read once. The cpu budget cannot afford every task and core at 1,000+ tokens on this machine:
-`CPU_ARMS` names what it runs and why; the gpu budget runs every attention file on ListOps, Text,
-Retrieval and Pathfinder-32. Path-X and Image are not studies here (docs/lra_tasks.md).
+for the budget (`TASK_FILES`: a fast `_small` file or the cpu bed at smoke, the cpu bed
+gin/lra/<task>_cpu.gin at cpu, the released-size gin/lra/<task>.gin at gpu). Every arm trains
+untuned at the task file's learning rate, so each gets the same treatment; selection has nothing
+to choose, the test split is read once. The cpu budget cannot afford every task and core at
+1,000+ tokens on this machine: `CPU_ARMS` names what it runs and why; the gpu budget runs every
+attention file on ListOps, Text, Retrieval and Pathfinder-32. Path-X and Image are not studies here (docs/lra_tasks.md).
 """
 from __future__ import annotations
 
@@ -312,8 +312,8 @@ NOTES = {
             "pseudo-words (up to 1,000 bytes at the cpu and gpu budgets) whose label is the majority polarity of 5 "
             "cue words placed at random word positions anywhere in the document; chance is 50%.",
     "retrieval": "Bed: without the AAN files the generated stand-in, pairs of documents (up to 1,000 bytes at the "
-                 "cpu budget, 4,000 at the gpu budget) that match when both carry the same topic words (twice each, "
-                 "anywhere) and share none when they do not, each read by the shared tower; chance is 50%.",
+                 "cpu budget, 4,000 at the gpu budget) that match when both carry the same topic words (each "
+                 "repeated, anywhere) and share none when they do not, each read by the shared tower; chance is 50%.",
 }
 COMMON_NOTE = ("Every arm trains untuned at the task file's learning rate (no sweep: the same treatment for "
                "every arm), one evaluation at the last step; `eval` is the validation split (nothing to select), "
@@ -457,8 +457,8 @@ def cue_note(budget: str) -> str:
 def topic_note(budget: str) -> str:
     task, seen = budget_task("retrieval", budget), local_block("retrieval", budget) - 1
     return (f"The stand-in at this budget gives each document {task.signature_words} of {task.topic_words} topic "
-            f"word(s). An oracle that knows them scores {topic_match_accuracy(task):.1%} of this test split reading "
-            f"every byte, and {topic_match_accuracy(task, seen):.1%} reading the first {seen} bytes of each document, "
+            f"word(s), {task.topic_repeats} times each. An oracle that knows them scores "
+            f"{topic_match_accuracy(task):.1%} of this test split reading every byte, and {topic_match_accuracy(task, seen):.1%} reading the first {seen} bytes of each document, "
             f"all that each tower's [CLS] sees through local attention's block of {seen + 1} (a document that shows "
             "no topic word: the majority class).")
 
@@ -549,8 +549,9 @@ def main(argv: list[str]) -> int:
         return 0
     command = shlex.join(["python", "launch/reproduce.py", "lra", *argv])
     code = protocol.main(studies, args, command)
-    if code == 0:
-        written = [os.path.join(os.path.abspath(args.out), s.name, f"{args.budget}.json") for s in studies]
-        results = [json.load(open(path)) for path in written]
+    if code == 0:  # the figure shows every task this budget has results for, not only those run now
+        written = [os.path.join(os.path.abspath(args.out), "lra", task, f"{args.budget}.json")
+                   for task in tasks_at(args.budget)]
+        results = [json.load(open(path)) for path in written if os.path.isfile(path)]
         plot(results, os.path.join(os.path.abspath(args.out), "lra", f"{args.budget}.png"))
     return code
