@@ -390,6 +390,15 @@ def operator_note(budget: str) -> str:
             "token next to [CLS] reaches that; more needs the arguments.")
 
 
+def whole_words(row: Any, length: int, window: int | None = None) -> list[bytes]:
+    """The space-separated words of a byte row's first `length` bytes that lie wholly within its first
+    `window` bytes (all when None): the last word a window cuts off says nothing."""
+    text = row[:length].tobytes()
+    if window is None or window >= len(text):
+        return text.split(b" ")
+    return text[:window].split(b" ")[:-1]
+
+
 def cue_count_accuracy(task: Any, window: int | None = None) -> float:
     """Test accuracy of an oracle that knows a Text stand-in's cue lexicon (`task.cue_words` words per
     polarity) and reads the first `window` bytes of each document (all when None): the majority
@@ -403,10 +412,7 @@ def cue_count_accuracy(task: Any, window: int | None = None) -> float:
     test = task.arrays("test")
     predicted = []
     for row, length in zip(np.asarray(test["tokens"]), np.asarray(test["length"])):
-        text = row[:length].tobytes()
-        words = text.split(b" ")
-        if window is not None and window < len(text):
-            words = text[:window].split(b" ")[:-1]  # the last word may be cut off; a cut word says nothing
+        words = whole_words(row, length, window)
         votes = sum(w in positive for w in words) - sum(w in negative for w in words)
         predicted.append(1 if votes > 0 else 0 if votes < 0 else fallback)
     return float((np.array(predicted) == np.asarray(test["label"])).mean())
@@ -423,17 +429,10 @@ def topic_match_accuracy(task: Any, window: int | None = None) -> float:
     topics = set(topic_lexicons(task.topic_words)[0])
     fallback = int(np.bincount(np.asarray(task.arrays("train")["label"])).argmax())
     test = task.arrays("test")
-
-    def seen(row: np.ndarray, length: int) -> set[bytes]:
-        text = row[:length].tobytes()
-        words = text.split(b" ")
-        if window is not None and window < len(text):
-            words = text[:window].split(b" ")[:-1]  # the last word may be cut off; a cut word says nothing
-        return {w for w in words if w in topics}
-
     predicted = []
     for row, length, row2, length2 in zip(*(np.asarray(test[k]) for k in ("tokens", "length", "tokens2", "length2"))):
-        first, second = seen(row, length), seen(row2, length2)
+        first = topics.intersection(whole_words(row, length, window))
+        second = topics.intersection(whole_words(row2, length2, window))
         predicted.append(fallback if not (first and second) else int(bool(first & second)))
     return float((np.array(predicted) == np.asarray(test["label"])).mean())
 
