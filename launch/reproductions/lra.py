@@ -457,9 +457,14 @@ def topic_note(budget: str) -> str:
     task, seen = budget_task("retrieval", budget), local_block("retrieval", budget) - 1
     return (f"The stand-in at this budget gives each document {task.signature_words} of {task.topic_words} topic "
             f"word(s), {task.topic_repeats} times each. An oracle that knows them scores "
-            f"{topic_match_accuracy(task):.1%} of this test split reading every byte, and {topic_match_accuracy(task, seen):.1%} reading the first {seen} bytes of each document, "
-            f"all that each tower's [CLS] sees through local attention's block of {seen + 1} (a document that shows "
+            f"{topic_match_accuracy(task):.1%} of this test split reading every byte, and "
+            f"{topic_match_accuracy(task, seen):.1%} reading the first {seen} bytes of each document, all that each "
+            f"tower's [CLS] sees through local attention's block of {seen + 1} (a document that shows "
             "no topic word: the majority class).")
+
+
+# The stand-ins' oracles of what [CLS] can read through local attention's first block (the figure's line).
+WINDOW_ORACLES = {"text": (cue_count_accuracy, "cue oracle"), "retrieval": (topic_match_accuracy, "topic oracle")}
 
 
 def tasks_at(budget: str) -> list[str]:
@@ -512,16 +517,12 @@ def plot(results: list[Mapping[str, Any]], path: str) -> None:
         if task == "listops":
             axis.axhline(100 * operator_floor(one["budget"]["name"]), color="grey", lw=0.8, ls="--",
                          label="top-level operator alone")
-        if task == "text":
+        if task in WINDOW_ORACLES:
+            oracle, name = WINDOW_ORACLES[task]
             budget = one["budget"]["name"]
             seen = local_block(task, budget) - 1
-            axis.axhline(100 * cue_count_accuracy(budget_task(task, budget), seen), color="grey", lw=0.8, ls="--",
-                         label=f"cue oracle, first {seen} bytes")
-        if task == "retrieval":
-            budget = one["budget"]["name"]
-            seen = local_block(task, budget) - 1
-            axis.axhline(100 * topic_match_accuracy(budget_task(task, budget), seen), color="grey", lw=0.8, ls="--",
-                         label=f"topic oracle, first {seen} bytes")
+            axis.axhline(100 * oracle(budget_task(task, budget), seen), color="grey", lw=0.8, ls="--",
+                         label=f"{name}, first {seen} bytes")
         axis.set_xticks(list(positions), names, rotation=30, ha="right")
         axis.set_title(TITLES[task].split(" (")[0])
         axis.set_ylabel("test accuracy (%)")

@@ -92,8 +92,9 @@ def clear_path(field: Field, planes: torch.Tensor, positions: torch.Tensor, *, m
                samples_per_step: int = 16) -> torch.Tensor:
     """(B,) whether the walk of scene b's cameras (B, F, 3), straight from each to the next, crosses
     free space in the field `planes[b]`: the opacity the walk collects, composited like a ray through
-    the midpoints of `samples_per_step` pieces per step, stays below `max_opacity`. Real walks keep clear of walls and objects, so a scene whose path runs through
-    matter pairs a path with a room it does not fit."""
+    the midpoints of `samples_per_step` pieces per step, stays below `max_opacity`. Real walks keep
+    clear of walls and objects, so a scene whose path runs through matter pairs a path with a room it
+    does not fit."""
     batch, frames = positions.shape[:2]
     pieces = torch.arange(samples_per_step, dtype=positions.dtype, device=positions.device)
     fractions = (pieces + 0.5) / samples_per_step

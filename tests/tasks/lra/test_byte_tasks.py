@@ -85,7 +85,7 @@ def test_aan_pairs_round_trip(tmp_path):
         LRARetrieval(data_dir=str(tmp_path), max_length=20)
 
 
-# the default lexicon and signature, the smallest lexicon allowed, and the cpu bed's one word of two, 8 times
+# the default lexicon and signature, the smallest lexicon allowed, and one word of two repeated (the cpu bed's kind)
 @pytest.mark.parametrize("topic_words, signature, repeats", [(64, 4, 2), (8, 4, 2), (2, 1, 8)])
 def test_retrieval_stand_in_is_announced_and_matches_share_their_topic_words(caplog, topic_words, signature, repeats):
     with caplog.at_level(logging.WARNING, logger="tasks.lra"):
